@@ -1,0 +1,126 @@
+"""Every task of the monorepo. `nox -l` lists them; `nox -s ci` is what CI runs."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent.resolve()
+PACKAGES = ["dask-crds", "dask-controller", "dask-kubecluster"]
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+DEFAULT_PYTHON = "3.12"
+
+nox.needs_version = ">=2024.3.2"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+# A Python version we cannot find is an error, never a silent skip counted as a pass.
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["ci"]
+
+# uv must never download an interpreter; it uses the machine's.
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+
+
+def _expose_pyenv_interpreters() -> None:
+    """Put every pyenv-installed CPython on PATH so nox finds `python3.X` without pyenv shims.
+
+    pyenv's shims only answer for the selected global version; the others are installed but
+    hidden. Nothing is done on machines without pyenv.
+    """
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    dirs = []
+    for version in PYTHONS:
+        found = sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin")))
+        if found:
+            dirs.append(found[-1])
+    if dirs:
+        os.environ["PATH"] = os.pathsep.join([*dirs, os.environ.get("PATH", "")])
+
+
+_expose_pyenv_interpreters()
+
+
+def _editable_args(*extras: str) -> list[str]:
+    args: list[str] = []
+    for pkg in PACKAGES:
+        spec = str(ROOT / "packages" / pkg)
+        if extras:
+            spec += f"[{','.join(extras)}]"
+        args += ["-e", spec]
+    return args
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole tree."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict, once per package (sources and tests)."""
+    session.install("mypy>=1.13", "types-PyYAML", *_editable_args("test"))
+    for pkg in PACKAGES:
+        base = ROOT / "packages" / pkg
+        session.log(f"mypy --strict: {pkg}")
+        session.run("mypy", str(base / "src"), str(base / "tests"))
+
+
+@nox.session(python=PYTHONS)
+def unit(session: nox.Session) -> None:
+    """Unit tests of every package: pure logic, no cluster."""
+    session.install(*_editable_args("test"))
+    for pkg in PACKAGES:
+        base = ROOT / "packages" / pkg
+        session.log(f"pytest: {pkg} on Python {session.python}")
+        session.run("pytest", "-q", *session.posargs, cwd=str(base))
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def build(session: nox.Session) -> None:
+    """Build a wheel and an sdist of every package; install each set into a fresh venv."""
+    session.install("build>=1.2")
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    for pkg in PACKAGES:
+        session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT / "packages" / pkg))
+    wheels = sorted(dist.glob("*.whl"))
+    sdists = sorted(dist.glob("*.tar.gz"))
+    if len(wheels) != len(PACKAGES) or len(sdists) != len(PACKAGES):
+        session.error(f"expected {len(PACKAGES)} wheels and sdists, got {wheels + sdists}")
+    session.log(f"built {len(wheels) + len(sdists)} artefacts in {dist}")
+    check = ROOT / "ci" / "check_install.py"
+    for label, artefacts in (("wheels", wheels), ("sdists", sdists)):
+        venv = Path(session.create_tmp()) / f"install-{label}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run(sys.executable, "-m", "venv", str(venv), external=True)
+        py = str(venv / "bin" / "python")
+        # --find-links lets the controller and client resolve dask-crds from what we just built.
+        session.run(
+            py, "-m", "pip", "install", "-q", "--find-links", str(dist),
+            *map(str, artefacts), external=True,
+        )  # fmt: skip
+        session.run(py, str(check), *PACKAGES, external=True)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def layers(session: nox.Session) -> None:
+    """Architecture contracts: dask_crds is pure; controller and client stay independent."""
+    session.install("import-linter>=2.1", "pytest>=8", "pytest-timeout>=2.3", *_editable_args())
+    session.run("lint-imports", "--config", str(ROOT / "pyproject.toml"))
+    # Prove the contracts bite: a planted forbidden import must make lint-imports fail.
+    session.run("pytest", "-q", str(ROOT / "tests" / "layers"))
+
+
+@nox.session(python=False)
+def ci(session: nox.Session) -> None:
+    """What CI runs: every check, each as its own session."""
+    for name in ["lint", "typecheck", "layers", "build", *(f"unit-{p}" for p in PYTHONS)]:
+        session.notify(name)
