@@ -1,0 +1,1 @@
+"""Scripts that CI and contributors run (local Kubernetes, image builds, install checks)."""
