@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ci.images import config
-from ci.images.build import IMAGES, ImageArchive, build, list_archives
 from ci.images.containerd import import_into_containerd
+from ci.images.recipes import IMAGES, ImageArchive, build, list_archives
 
 
 def _size(n: int) -> str:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ci.images.build import ImageArchive
+from ci.images.recipes import ImageArchive
 from ci.images.rootfs import log, unmount_all
 
 

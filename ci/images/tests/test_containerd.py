@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from ci.images import build_all, config, import_into_containerd
-from ci.images.build import DASK_ENTRYPOINT, OPERATOR_ENTRYPOINT, ImageArchive
 from ci.images.containerd import Containerd
+from ci.images.recipes import DASK_ENTRYPOINT, OPERATOR_ENTRYPOINT, ImageArchive
 
 NS = "k8s.io"
 MISSING = [tool for tool in ("containerd", "ctr", "runc") if shutil.which(tool) is None]
@@ -210,3 +210,5 @@ def test_pause_stops_on_sigterm(containerd: Containerd) -> None:
     finally:
         events.terminate()
         events.wait(timeout=30)
+        if events.stdout is not None:
+            events.stdout.close()

@@ -13,7 +13,9 @@ Layers::
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
+import fcntl
 import hashlib
 import json
 import os
@@ -23,7 +25,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -381,6 +383,16 @@ def _write_archive(
 # dask
 
 
+#: distributed dropped the ``dask-scheduler`` and ``dask-worker`` commands (``dask scheduler``
+#: and ``dask worker`` replace them); manifests and KubeCluster still run them, so the image has
+#: them as thin wrappers.
+LEGACY_COMMANDS = {
+    f"dask-{role}": f"#!/bin/sh\n# Old name of `dask {role}`, kept for manifests that use it.\n"
+    f'exec /opt/venv/bin/dask {role} "$@"\n'
+    for role in ("scheduler", "worker")
+}
+
+
 def dask_refs() -> list[str]:
     return [f"{config.DASK_REPOSITORY}:{config.DASK_VERSION}", f"{config.DASK_REPOSITORY}:latest"]
 
@@ -389,11 +401,14 @@ def build_dask(cache: Path, base: Base) -> ImageArchive:
     requirements = _requirements(config.DASK_IMAGE_PACKAGES)
     prepare = PREPARE_SH.read_bytes()
     script = _venv_script(
-        "/opt/venv/bin/pip install -q --no-compile -r /tmp/requirements.txt",
+        "/opt/venv/bin/pip install -q --no-compile -r /tmp/requirements.txt\n"
+        "cp -p /tmp/legacy/* /opt/venv/bin/",
         "/opt/venv/bin/dask --version\n"
+        "/opt/venv/bin/dask-scheduler --version\n"
+        "/opt/venv/bin/dask-worker --version\n"
         "/opt/venv/bin/python -c 'import distributed, bokeh, pandas, numpy'",
     )
-    step = Step(cache, "dask", _hash(base.key, requirements, prepare, script))
+    step = Step(cache, "dask", _hash(base.key, requirements, prepare, script, LEGACY_COMMANDS))
     if step.done:
         log(f"dask: venv layer up to date ({step.key})")
         layer = step.layer
@@ -404,6 +419,8 @@ def build_dask(cache: Path, base: Base) -> ImageArchive:
         def setup(merged: Path) -> None:
             _write(merged / "tmp" / "requirements.txt", requirements)
             _write(merged / "usr" / "bin" / "prepare.sh", prepare, 0o755)
+            for name, text in LEGACY_COMMANDS.items():
+                _write(merged / "tmp" / "legacy" / name, text, 0o755)
 
         layer = run_stage(
             step,
@@ -648,19 +665,34 @@ def build(names: Iterable[str] = IMAGES, cache_dir: Path | None = None) -> list[
         raise ValueError(f"unknown images {unknown}; known: {IMAGES}")
     archives: list[ImageArchive] = []
     base: Base | None = None
-    for name in wanted:
-        start = time.monotonic()
-        if name == "pause":
-            archives.append(build_pause(cache))
-        else:
-            if base is None:
-                base = build_base(cache)
-            if name == "dask":
-                archives.append(build_dask(cache, base))
+    with _cache_lock(cache):
+        for name in wanted:
+            start = time.monotonic()
+            if name == "pause":
+                archives.append(build_pause(cache))
             else:
-                archives.append(build_operator(cache, base))
-        _timed(f"image {name}")(start)
+                base = base or build_base(cache)
+                if name == "dask":
+                    archives.append(build_dask(cache, base))
+                else:
+                    archives.append(build_operator(cache, base))
+            _timed(f"image {name}")(start)
     return archives
+
+
+@contextlib.contextmanager
+def _cache_lock(cache: Path) -> Iterator[None]:
+    """One build at a time per cache directory (a second one waits for the first)."""
+    with (cache / ".lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another build using {cache}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def build_all(cache_dir: Path | None = None) -> list[ImageArchive]:
