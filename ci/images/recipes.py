@@ -113,16 +113,20 @@ _IGNORED_NAMES = {
 }
 
 
-def tree_hash(root: Path) -> str:
+def tree_hash(root: Path, exclude_top: Iterable[str] = ()) -> str:
     """Hash of the names, modes and contents of the files under ``root`` (build debris and
-    caches left out)."""
+    caches left out, and the top-level names in ``exclude_top``)."""
     h = hashlib.sha256()
+    top = set(exclude_top)
     for dirpath, dirnames, filenames in os.walk(root):
+        at_top = Path(dirpath) == root
         dirnames[:] = sorted(
-            d for d in dirnames if d not in _IGNORED_NAMES and not d.endswith(".egg-info")
+            d
+            for d in dirnames
+            if d not in _IGNORED_NAMES and not d.endswith(".egg-info") and not (at_top and d in top)
         )
         for name in sorted(filenames):
-            if name.endswith((".pyc", ".pyo")):
+            if name.endswith((".pyc", ".pyo")) or (at_top and name in top):
                 continue
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
@@ -284,6 +288,7 @@ def run_stage(
     """Run ``script`` in a chroot on an overlay of ``lowers`` (top first); pack the upper
     directory (what the script changed) into a layer."""
     require_root(f"building {step.kind}")
+    start = time.monotonic()
     step.begin()
     upper = step.dir / "upper"
     with overlay(lowers, upper, step.dir / "work", step.dir / "merged") as merged:
@@ -296,6 +301,7 @@ def run_stage(
                 "if [ -x /opt/venv/bin/pip ]; then /opt/venv/bin/pip freeze --all; fi",
                 capture=True,
             )
+    log(f"{step.kind}: chroot script done in {time.monotonic() - start:.1f}s; packing layer")
     (step.dir / "freeze.txt").write_text(freeze)
     safe_rmtree(step.dir / "merged")
     safe_rmtree(step.dir / "work")
@@ -308,6 +314,7 @@ def run_stage(
         created_by=created_by,
     )
     layer.save_metadata(step.dir / "layer.json")
+    log(f"{step.kind}: layer {layer.size / 1e3:.0f} kB ({layer.digest[:19]})")
     return layer
 
 
@@ -458,13 +465,42 @@ OPERATOR_PACKAGES = ("dask-crds", "dask-controller")
 
 
 def operator_source_hash(repo: Path = config.REPO_ROOT) -> str:
-    return _hash(*(tree_hash(repo / "packages" / pkg) for pkg in OPERATOR_PACKAGES))
+    """Hash of what goes into the operator's wheels (their tests and the Dockerfile do not)."""
+    return _hash(
+        *(
+            tree_hash(repo / "packages" / pkg, exclude_top=("tests", "Dockerfile"))
+            for pkg in OPERATOR_PACKAGES
+        )
+    )
 
 
-def build_wheels(repo: Path, out: Path) -> list[Path]:
-    """``pip wheel --no-deps`` of the operator's packages from this repository."""
+def wheel_build_python(cache: Path) -> str:
+    """A cached venv with the packages' build backend, so wheels build without downloading it
+    each time (``pip wheel --no-build-isolation``)."""
+    step = Step(cache, "wheel-env", _hash(config.WHEEL_BUILD_REQUIREMENTS, sys.version))
+    python = step.dir / "venv" / "bin" / "python"
+    if step.done:
+        return str(python)
+    log(
+        "operator: creating the wheel build environment: "
+        + " ".join(config.WHEEL_BUILD_REQUIREMENTS)
+    )
+    step.begin()
+    subprocess.run([sys.executable, "-m", "venv", str(step.dir / "venv")], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *config.WHEEL_BUILD_REQUIREMENTS], check=True
+    )
+    step.finish({"requirements": config.WHEEL_BUILD_REQUIREMENTS})
+    return str(python)
+
+
+def build_wheels(repo: Path, out: Path, python: str = sys.executable) -> list[Path]:
+    """``pip wheel --no-deps`` of the operator's packages from this repository. With a
+    ``python`` other than the running one, that environment's build backend is used."""
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out)]
+    cmd = [python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out)]
+    if python != sys.executable:
+        cmd.append("--no-build-isolation")
     cmd += [str(repo / "packages" / pkg) for pkg in OPERATOR_PACKAGES]
     subprocess.run(cmd, check=True)
     wheels = sorted(out.glob("*.whl"))
@@ -511,7 +547,7 @@ def build_operator(cache: Path, base: Base, repo: Path = config.REPO_ROOT) -> Im
         start = time.monotonic()
         log("operator: building wheels of " + ", ".join(OPERATOR_PACKAGES))
         with tempfile.TemporaryDirectory(prefix="dask-k8s-wheels-") as tmp:
-            wheels = build_wheels(repo, Path(tmp))
+            wheels = build_wheels(repo, Path(tmp), wheel_build_python(cache))
             metas = [wheel_requirements(w) for w in wheels]
             ours = {_project_name(n) for n, _, _ in metas}
             requires = sorted(

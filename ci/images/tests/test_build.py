@@ -36,6 +36,10 @@ def test_operator_source_hash_covers_the_operator_packages(tmp_path: Path) -> No
     first = recipes.operator_source_hash(tmp_path)
     (tmp_path / "packages" / "dask-kubecluster" / "x.py").write_text("changed\n")
     assert recipes.operator_source_hash(tmp_path) == first
+    (tmp_path / "packages" / "dask-crds" / "tests").mkdir()
+    (tmp_path / "packages" / "dask-crds" / "tests" / "test_x.py").write_text("changed\n")
+    (tmp_path / "packages" / "dask-controller" / "Dockerfile").write_text("FROM x\n")
+    assert recipes.operator_source_hash(tmp_path) == first
     (tmp_path / "packages" / "dask-crds" / "x.py").write_text("changed\n")
     assert recipes.operator_source_hash(tmp_path) != first
 
@@ -98,3 +102,12 @@ def test_prepare_sh_is_valid_bash() -> None:
 def test_cache_dir_is_outside_the_repository() -> None:
     cache = config.default_cache_dir().resolve()
     assert config.REPO_ROOT not in cache.parents
+
+
+def test_wheel_build_requirements_match_the_packages() -> None:
+    for pkg in recipes.OPERATOR_PACKAGES:
+        text = (config.REPO_ROOT / "packages" / pkg / "pyproject.toml").read_text()
+        match = re.search(r"^requires = \[(.*)\]$", text, re.MULTILINE)
+        assert match is not None
+        requires = [r.strip().strip('"') for r in match.group(1).split(",")]
+        assert requires == config.WHEEL_BUILD_REQUIREMENTS

@@ -180,8 +180,9 @@ def _wait_for_event(proc: subprocess.Popen[str], needle: str, deadline: float) -
     raise TimeoutError(f"no event matching {needle!r}; got: {buf[-2000:]}")
 
 
-def test_pause_stops_on_sigterm(containerd: Containerd) -> None:
-    cid = f"pause{os.getpid()}"
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_pause_stops_on_signal(containerd: Containerd, sig: str) -> None:
+    cid = f"pause{os.getpid()}-{sig.lower()}"
     events = subprocess.Popen(
         _ctr(containerd, "events"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -196,7 +197,7 @@ def test_pause_stops_on_sigterm(containerd: Containerd) -> None:
             _wait_for_event(events, f'/tasks/start {{"container_id":"{cid}"', time.monotonic() + 60)
             assert pause.poll() is None, "pause exited on its own"
             subprocess.run(
-                _ctr(containerd, "tasks", "kill", "--signal", "SIGTERM", cid),
+                _ctr(containerd, "tasks", "kill", "--signal", sig, cid),
                 check=True,
                 timeout=30,
             )
@@ -212,3 +213,13 @@ def test_pause_stops_on_sigterm(containerd: Containerd) -> None:
         events.wait(timeout=30)
         if events.stdout is not None:
             events.stdout.close()
+
+
+def test_cli_list_and_import(containerd: Containerd, capsys: pytest.CaptureFixture[str]) -> None:
+    from ci.images.__main__ import main
+
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "ghcr.io/dask/dask:latest" in listed
+    assert main(["import", "--address", containerd.address, "--namespace", NS, "pause"]) == 0
+    assert "registry.k8s.io/pause:3.10" in capsys.readouterr().out
