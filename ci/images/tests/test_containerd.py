@@ -223,3 +223,67 @@ def test_cli_list_and_import(containerd: Containerd, capsys: pytest.CaptureFixtu
     assert "ghcr.io/dask/dask:latest" in listed
     assert main(["import", "--address", containerd.address, "--namespace", NS, "pause"]) == 0
     assert "registry.k8s.io/pause:3.10" in capsys.readouterr().out
+
+
+DASHBOARD_CHECK = """
+import urllib.request
+from distributed import Client, LocalCluster
+
+# Everything on the container's own loopback: its network namespace has nothing else.
+with LocalCluster(
+    n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:8787",
+) as cluster, Client(cluster) as client:
+    assert client.submit(lambda x: x + 1, 41).result(timeout=60) == 42
+    with urllib.request.urlopen("http://127.0.0.1:8787/status", timeout=30) as resp:
+        assert resp.status == 200, resp.status
+        assert b"bokeh" in resp.read().lower()
+    print("dashboard ok")
+"""
+
+
+def test_dask_cluster_and_dashboard_inside_the_container(containerd: Containerd) -> None:
+    result = run(containerd, DASK_REF, *DASK_ENTRYPOINT, "python", "-c", DASHBOARD_CHECK)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dashboard ok" in result.stdout
+
+
+def _read_until(proc: subprocess.Popen[bytes], needle: str, deadline: float) -> str:
+    """Read ``proc``'s stderr until a line contains ``needle``; poll with a deadline."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    buf = ""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(fd, 65536).decode(errors="replace")
+        if not chunk:
+            break
+        buf += chunk
+        if needle in buf:
+            return buf
+    raise TimeoutError(f"no {needle!r} in: {buf[-3000:]}")
+
+
+def test_scheduler_stops_on_sigterm_through_tini(containerd: Containerd) -> None:
+    cid = f"sched{os.getpid()}"
+    cmd = [*DASK_ENTRYPOINT, "dask", "scheduler", "--host", "127.0.0.1", "--no-dashboard"]
+    with subprocess.Popen(
+        _ctr(containerd, "run", "--rm", DASK_REF, cid, *cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        try:
+            _read_until(proc, "Scheduler at:", time.monotonic() + 120)
+            subprocess.run(
+                _ctr(containerd, "tasks", "kill", "--signal", "SIGTERM", cid),
+                check=True,
+                timeout=30,
+            )
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                subprocess.run(_ctr(containerd, "tasks", "kill", "-s", "SIGKILL", cid), timeout=30)
+                proc.wait(timeout=30)
+    # tini (PID 1) forwards SIGTERM to the scheduler, which shuts down cleanly and exits 0.
+    assert proc.returncode == 0, proc.returncode
