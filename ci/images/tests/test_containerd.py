@@ -100,7 +100,10 @@ def test_dask_version(containerd: Containerd) -> None:
 
 
 def test_dask_imports(containerd: Containerd) -> None:
-    code = "import distributed, bokeh, pandas, numpy; print(distributed.__version__)"
+    code = (
+        "import distributed, bokeh, pandas, numpy, pyarrow, dask.dataframe;"
+        " print(distributed.__version__)"
+    )
     ref = f"{config.DASK_REPOSITORY}:latest"
     result = run(containerd, ref, *DASK_ENTRYPOINT, "python", "-c", code)
     assert result.returncode == 0, result.stderr
@@ -222,7 +225,12 @@ def test_cli_list_and_import(containerd: Containerd, capsys: pytest.CaptureFixtu
     listed = capsys.readouterr().out
     assert "ghcr.io/dask/dask:latest" in listed
     assert main(["import", "--address", containerd.address, "--namespace", NS, "pause"]) == 0
-    assert "registry.k8s.io/pause:3.10" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "registry.k8s.io/pause:3.10" in captured.out
+    assert "pause: already in" in captured.err  # same digest: not imported again
+    args = ["import", "--address", containerd.address, "--namespace", NS, "--force", "pause"]
+    assert main(args) == 0
+    assert "import pause.tar" in capsys.readouterr().err
 
 
 DASHBOARD_CHECK = """
