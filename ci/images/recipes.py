@@ -207,9 +207,11 @@ deb {config.DEBIAN_MIRROR} {suite} main
 deb {config.DEBIAN_MIRROR} {suite}-updates main
 deb {config.DEBIAN_SECURITY_MIRROR} {suite}-security main
 EOF
-apt-get update -qq
-apt-get -y -qq -o Dpkg::Options::=--force-confold upgrade >/dev/null
-apt-get -y -qq install --no-install-recommends {" ".join(config.BASE_PACKAGES)} >/dev/null
+# Dpkg::Use-Pty=0: the chroot has no /dev/pts, and apt would complain it cannot open one.
+apt="apt-get -y -qq -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confold"
+$apt update
+$apt upgrade >/dev/null
+$apt install --no-install-recommends {" ".join(config.BASE_PACKAGES)} >/dev/null
 groupadd -g {uid} {name}
 useradd -u {uid} -g {uid} -m -d /home/{name} -s /bin/bash {name}
 chmod 0777 /home/{name}

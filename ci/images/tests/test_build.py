@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import zipfile
@@ -111,3 +112,15 @@ def test_wheel_build_requirements_match_the_packages() -> None:
         assert match is not None
         requires = [r.strip().strip('"') for r in match.group(1).split(",")]
         assert requires == config.WHEEL_BUILD_REQUIREMENTS
+
+
+@pytest.mark.skipif(not Path(config.GO).exists(), reason=f"no Go toolchain at {config.GO}")
+def test_pause_go_tests() -> None:
+    env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    subprocess.run(
+        [config.GO, "test", "-count=1", "./..."],
+        cwd=recipes.PAUSE_SRC,
+        env=env,
+        check=True,
+        timeout=300,
+    )
