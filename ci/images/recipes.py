@@ -58,6 +58,9 @@ COMPILE = (
     "python3 -m compileall -q -f -j0 --invalidation-mode unchecked-hash"
     " -x '/(test|tests|idle_test)/'"
 )
+#: Run before COMPILE on a tree: bytecode that pip or dpkg wrote is timestamp-based, so it would
+#: be stale (every mtime in a layer is fixed) and differ from build to build.
+DROP_PYCACHE = "find {} -name __pycache__ -type d -prune -exec rm -rf {{}} +"
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ def _base_recipe() -> dict[str, Any]:
         "user": [config.USER_NAME, config.USER_UID],
         "script": _base_script(),
         "revision": config.RECIPE_REVISION,
-        "compile": COMPILE,
+        "compile": [DROP_PYCACHE, COMPILE],
         "empty": EMPTY_DIRS,
     }
 
@@ -221,6 +224,7 @@ rm -rf /usr/share/man/* /usr/share/info/* /usr/share/doc/*/changelog*
 find /var/log -type f -delete
 rm -f /etc/hostname
 printf '127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n' > /etc/hosts
+{DROP_PYCACHE.format("/usr/lib/python3.11 /usr/lib/python3/dist-packages")}
 {COMPILE} /usr/lib/python3.11 /usr/lib/python3/dist-packages
 """
 
@@ -332,6 +336,7 @@ def _venv_script(install: str, check: str) -> str:
     return f"""
 python3 -m venv /opt/venv
 {install}
+{DROP_PYCACHE.format("/opt/venv/lib")}
 /opt/venv/bin/{COMPILE} /opt/venv/lib
 chmod -R a+rX /opt/venv
 {check}

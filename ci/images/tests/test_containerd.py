@@ -22,6 +22,7 @@ import pytest
 from ci.images import build_all, config, import_into_containerd
 from ci.images.containerd import Containerd
 from ci.images.recipes import DASK_ENTRYPOINT, OPERATOR_ENTRYPOINT, ImageArchive
+from ci.images.rootfs import safe_rmtree
 
 NS = "k8s.io"
 MISSING = [tool for tool in ("containerd", "ctr", "runc") if shutil.which(tool) is None]
@@ -52,9 +53,13 @@ def containerd(
 ) -> Iterator[Containerd]:
     # A short path: the socket path must fit in sun_path (108 bytes).
     workdir = Path(tmp_path_factory.mktemp("ctd", numbered=True))
-    with Containerd(workdir) as c:
-        import_into_containerd(archives, c.address, NS)
-        yield c
+    try:
+        with Containerd(workdir) as c:
+            import_into_containerd(archives, c.address, NS)
+            yield c
+    finally:
+        # Its content store and snapshots take a gigabyte or so: do not leave them in /tmp.
+        safe_rmtree(workdir)
 
 
 def _ctr(c: Containerd, *args: str) -> list[str]:
@@ -125,13 +130,26 @@ def test_dask_commands_of_the_manifests(containerd: Containerd, cmd: list[str]) 
     assert config.DASK_VERSION in result.stdout + result.stderr
 
 
-def test_dask_as_non_root(containerd: Containerd) -> None:
-    # ctr 1.6 has no --user: drop to uid 1000 inside. Files must be world-readable.
+@pytest.mark.parametrize("uid", [1000, 12345])
+def test_dask_as_non_root(containerd: Containerd, uid: int) -> None:
+    # ctr 1.6 has no --user: drop to the uid inside. Files must be world-readable; 12345 is an
+    # arbitrary uid with no passwd entry, as OpenShift-style platforms assign.
     code = "import os, distributed, bokeh, pandas; print(os.getuid(), distributed.__version__)"
-    cmd = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"]
+    cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     result = run(containerd, DASK_REF, *cmd, *DASK_ENTRYPOINT, "python", "-c", code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["1000", config.DASK_VERSION]
+    assert result.stdout.split() == [str(uid), config.DASK_VERSION]
+
+
+def test_extra_pip_packages_as_non_root_use_a_target_dir(containerd: Containerd) -> None:
+    env = ["EXTRA_PIP_PACKAGES=nonexistent-package-for-test", "EXTRA_PIP_RETRIES=0"]
+    cmd = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", *DASK_ENTRYPOINT]
+    code = "import os; print(os.environ['PYTHONPATH'])"
+    result = run(containerd, DASK_REF, *cmd, "python", "-c", code, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "/opt/venv is not writable (uid 1000)" in result.stderr
+    assert "Starting WITHOUT them" in result.stderr
+    assert result.stdout.strip() == "/tmp/dask-extra-packages"
 
 
 def test_extra_packages_without_network_are_logged_and_skipped(containerd: Containerd) -> None:
