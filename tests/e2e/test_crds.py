@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ _spec = importlib.util.spec_from_file_location(
 assert _spec is not None
 assert _spec.loader is not None
 fixtures = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = fixtures  # dataclasses look their module up
 _spec.loader.exec_module(fixtures)
 
 VALID: list[Path] = fixtures.valid_files()
