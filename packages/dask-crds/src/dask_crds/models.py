@@ -10,6 +10,7 @@ only: the CRD schema carries no defaults, so what a user sends is what the API s
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
@@ -41,6 +42,16 @@ NAME_LIMITS: Final[dict[c.Kind, int]] = {
 DEFAULT_REPLICAS: Final = 1
 DEFAULT_SCALE_UP_WINDOW_SECONDS: Final = 0
 DEFAULT_SCALE_DOWN_WINDOW_SECONDS: Final = 60
+
+#: Values of ``DaskCluster.status.phase`` (a summary; conditions carry the detail).
+ClusterPhase = Literal["Created", "Pending", "Running", "Idle", "Suspended", "Closing", "Failed"]
+CLUSTER_PHASES: Final[tuple[ClusterPhase, ...]] = typing.get_args(ClusterPhase)
+#: Values of ``DaskJob.status.jobStatus``, compatible with the reference documents.
+JobStatus = Literal["JobCreated", "ClusterCreated", "Running", "Successful", "Failed", "Suspended"]
+JOB_STATUSES: Final[tuple[JobStatus, ...]] = typing.get_args(JobStatus)
+#: Values of ``DaskAutoscaler.status.lastDecision``.
+AutoscalerDecision = Literal["ScaleUp", "ScaleDown", "NoChange"]
+AUTOSCALER_DECISIONS: Final[tuple[AutoscalerDecision, ...]] = typing.get_args(AutoscalerDecision)
 
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 ClusterRef = Annotated[StrictStr, Field(min_length=1, max_length=naming.DNS_LABEL_MAX)]
@@ -183,7 +194,7 @@ class DaskClusterStatus(ReplicaStatus):
 
     phase: StrictStr | None = Field(
         None,
-        description="Summary: Created, Pending, Running, Idle, Suspended, Closing or Failed.",
+        description=f"Summary: {', '.join(CLUSTER_PHASES)}.",
     )
     idle_since: Time | None = Field(
         None,
@@ -263,7 +274,7 @@ class DaskJobStatus(CommonStatus):
     job_status: StrictStr | None = Field(
         None,
         alias="jobStatus",
-        description="JobCreated, ClusterCreated, Running, Successful, Failed or Suspended.",
+        description=f"Summary: {', '.join(JOB_STATUSES)}.",
     )
     cluster_name: StrictStr | None = Field(
         None, alias="clusterName", description="Name of the DaskCluster of this job."
@@ -364,7 +375,7 @@ class DaskAutoscalerStatus(CommonStatus):
         description="What the scheduler recommended before clamping and stabilisation.",
     )
     last_decision: StrictStr | None = Field(
-        None, alias="lastDecision", description="ScaleUp, ScaleDown or NoChange."
+        None, alias="lastDecision", description=f"One of {', '.join(AUTOSCALER_DECISIONS)}."
     )
     last_decision_reason: StrictStr | None = Field(
         None, alias="lastDecisionReason", description="Why, in words."
