@@ -44,6 +44,15 @@ DaskCluster `<job>` and runner Pod `<job>-runner` |
 | DaskAutoscaler | {", ".join(f"`{n}`" for n in crd.SHORT_NAMES["DaskAutoscaler"])} | \
 nothing; it writes `spec.worker.replicas` of one worker group |
 
+Install or upgrade them with server-side apply (Helm installs `crds/` only on first install and
+never upgrades them; the schemas embed PodSpecs and are too large for client-side apply's
+last-applied annotation):
+
+```console
+$ kubectl apply --server-side -f charts/dask-kubernetes-operator/crds/
+$ dask-crds generate | kubectl apply --server-side -f -     # the same, from the package
+```
+
 All four are in the category `dask` (`kubectl get dask`) and have the `status` subresource.
 DaskCluster and DaskWorkerGroup also have the `scale` subresource (`kubectl scale`,
 HorizontalPodAutoscaler): it reads and writes `spec.worker.replicas`, reports `status.replicas`
