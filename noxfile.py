@@ -120,6 +120,15 @@ def layers(session: nox.Session) -> None:
     session.run("pytest", "-q", str(ROOT / "tests" / "layers"))
 
 
+@nox.session(python=DEFAULT_PYTHON)
+def crds(session: nox.Session) -> None:
+    """Generated CRDs and docs/resources.md are up to date with the dask_crds models."""
+    session.install("-e", str(ROOT / "packages" / "dask-crds"))
+    crds_dir = ROOT / "charts" / "dask-kubernetes-operator" / "crds"
+    session.run("dask-crds", "generate", "--check", "--output", str(crds_dir))
+    session.run("dask-crds", "docs", "--check", "--output", str(ROOT / "docs" / "resources.md"))
+
+
 def _kubernetes_minors() -> list[str]:
     """Supported Kubernetes minors, newest first, from ci/kubernetes-versions.toml."""
     try:
@@ -167,5 +176,5 @@ def e2e_k8s(session: nox.Session, k8s: str) -> None:
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """What CI runs: every check, each as its own session."""
-    for name in ["lint", "typecheck", "layers", "build", *(f"unit-{p}" for p in PYTHONS)]:
+    for name in ["lint", "typecheck", "layers", "crds", "build", *(f"unit-{p}" for p in PYTHONS)]:
         session.notify(name)
