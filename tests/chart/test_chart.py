@@ -134,7 +134,12 @@ def test_rbac_rules_are_all_namespaced(render: Render) -> None:
         assert not cluster_scoped & set(rule["resources"]), rule
         assert "*" not in rule["verbs"], rule
         assert "*" not in rule["resources"], rule
-    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    granted = {
+        (group, resource)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
     assert ("kubernetes.dask.org", "daskclusters/status") in granted
     assert ("kubernetes.dask.org", "daskworkergroups/scale") in granted
     assert ("", "pods") in granted
@@ -260,4 +265,3 @@ def test_schema_is_valid_json_and_strict() -> None:
     assert schema["additionalProperties"] is False
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) <= set(schema["properties"])
-

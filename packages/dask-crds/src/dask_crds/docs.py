@@ -31,7 +31,7 @@ _INTRO: Final = f"""\
 
 The Dask operator adds four namespaced kinds to the API group `{c.GROUP}`, version
 `{c.VERSION}`. Their CRDs are generated from the pydantic models of `dask_crds.models` and
-shipped in `charts/dask-kubernetes-operator/crds/`.
+shipped in `charts/dask-kubernetes-operator/files/crds/`.
 
 | Kind | Short names | What it creates |
 |---|---|---|
@@ -49,7 +49,7 @@ never upgrades them; the schemas embed PodSpecs and are too large for client-sid
 last-applied annotation):
 
 ```console
-$ kubectl apply --server-side -f charts/dask-kubernetes-operator/crds/
+$ kubectl apply --server-side -f charts/dask-kubernetes-operator/files/crds/
 $ dask-crds generate | kubectl apply --server-side -f -     # the same, from the package
 ```
 
