@@ -16,7 +16,7 @@ from typing import Any
 
 from dask_controller import builders as b
 from dask_controller import decisions as d
-from dask_controller.k8s import Kube, Obj
+from dask_controller.k8s import KubeApi, Obj
 from dask_controller.scheduler import SchedulerClient, SchedulerUnavailable
 from dask_controller.settings import Settings
 from dask_crds import constants as c
@@ -80,7 +80,7 @@ def _meta_drift(
 # -- DaskCluster -----------------------------------------------------------------------------
 
 
-async def reconcile_cluster(kube: Kube, settings: Settings, cluster: Obj) -> Outcome:
+async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> Outcome:
     """Bring a DaskCluster's scheduler Pod, Service and default DaskWorkerGroup into line."""
     out = Outcome()
     meta = cluster["metadata"]
@@ -226,7 +226,7 @@ async def reconcile_cluster(kube: Kube, settings: Settings, cluster: Obj) -> Out
 
 
 async def reconcile_worker_group(
-    kube: Kube,
+    kube: KubeApi,
     settings: Settings,
     group: Obj,
     scheduler_factory: SchedulerFactory = _default_scheduler,
@@ -364,7 +364,7 @@ async def reconcile_worker_group(
 
 
 async def _create_workers(
-    kube: Kube, settings: Settings, group: Obj, addr: str, count: int
+    kube: KubeApi, settings: Settings, group: Obj, addr: str, count: int
 ) -> None:
     """Create ``count`` worker pods, ``worker_allocation_size`` at a time, concurrently."""
     ns = group["metadata"]["namespace"]
