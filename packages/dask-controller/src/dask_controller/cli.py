@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.namespace and not args.all_namespaces:
+        print("dask-controller run: give --namespace NS or --all-namespaces", file=sys.stderr)
+        return 2
     import kopf
 
     from dask_controller import handlers, plugins
@@ -50,9 +53,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     )
     handlers.configure(settings, kubeconfig=args.kubeconfig)
     plugins.load_plugins()
-    if not args.namespace and not args.all_namespaces:
-        print("dask-controller run: give --namespace NS or --all-namespaces", file=sys.stderr)
-        return 2
     kopf.run(
         clusterwide=bool(args.all_namespaces),
         namespaces=args.namespace,

@@ -224,7 +224,7 @@ def plan_worker_group(
             if retire:
                 # outdated connected workers first, then the rest
                 conn = [p for p in active if connected(p)]
-                conn.sort(key=lambda p: p.template_hash == current_hash)
+                conn.sort(key=lambda p: (p.template_hash == current_hash, _neg(p.created)))
                 candidates = tuple(p.name for p in conn)
     return WorkerGroupPlan(
         delete=tuple(delete),
