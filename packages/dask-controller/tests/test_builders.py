@@ -253,3 +253,20 @@ def test_routes_match_installed_distributed_defaults() -> None:
     defaults = dask.config.get("distributed.scheduler.http.routes")
     assert set(defaults) <= set(b.SCHEDULER_HTTP_ROUTES)
     assert "distributed.http.scheduler.api" in b.SCHEDULER_HTTP_ROUTES
+
+
+@pytest.mark.parametrize(
+    ("service", "addr", "url"),
+    [
+        ({"clusterIP": "10.0.0.7", "ports": [{"name": "tcp-comm", "port": 8786},
+                                             {"name": "http-dashboard", "port": 8787}]},
+         "tcp://10.0.0.7:8786", "http://10.0.0.7:8787"),
+        ({"clusterIP": "None", "ports": [{"name": "tcp-comm", "port": 9000}]},
+         "tcp://c-scheduler.ns.svc.cluster.local:9000", None),
+        ({"clusterIP": "fd00::1", "ports": []}, "tcp://[fd00::1]:8786", None),
+    ],
+)  # fmt: skip
+def test_controller_reaches_scheduler_by_cluster_ip(
+    service: dict[str, Any], addr: str, url: str | None
+) -> None:
+    assert b.controller_scheduler_endpoints("c", "ns", service, "cluster.local") == (addr, url)

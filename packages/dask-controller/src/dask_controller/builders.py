@@ -182,6 +182,23 @@ def scheduler_http_url(
     return f"http://{host}:{port}"
 
 
+def controller_scheduler_endpoints(
+    cluster_name: str, namespace: str, service: Mapping[str, Any], cluster_domain: str
+) -> tuple[str, str | None]:
+    """(comm address, HTTP URL) the *controller* uses to reach a scheduler.
+
+    The Service's ClusterIP when it has one (no DNS needed), else its DNS name.
+    """
+    ip = _get(service, "clusterIP")
+    if isinstance(ip, str) and ip and ip != "None":
+        host = f"[{ip}]" if ":" in ip else ip
+    else:
+        host = f"{naming.scheduler_name(cluster_name)}.{namespace}.svc.{cluster_domain}"
+    dash = dashboard_port(service)
+    http = f"http://{host}:{dash}" if dash is not None else None
+    return f"tcp://{host}:{comm_port(service)}", http
+
+
 def scheduler_pod_template_hash(cluster: Body, cluster_domain: str) -> str:
     return stable_hash(
         {"spec": _get(cluster, "spec", "scheduler", "spec"), "domain": cluster_domain,

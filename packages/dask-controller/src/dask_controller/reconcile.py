@@ -270,8 +270,10 @@ async def reconcile_worker_group(
     service_spec = (service or {}).get("spec") or b.service_spec(cluster)
     comm = b.comm_port(service_spec)
     addr = b.scheduler_address(cluster_name, ns, comm, settings.cluster_domain)
-    http_url = b.scheduler_http_url(
-        cluster_name, ns, b.dashboard_port(service_spec), settings.cluster_domain
+    # The controller itself connects through the Service's ClusterIP when it has one: that needs
+    # no cluster DNS (a controller outside the cluster still reaches it through kube-proxy).
+    ctl_addr, http_url = b.controller_scheduler_endpoints(
+        cluster_name, ns, service_spec, settings.cluster_domain
     )
     current_hash = b.worker_pod_template_hash(group, addr)
 
@@ -283,7 +285,7 @@ async def reconcile_worker_group(
 
     scheduler_error: str | None = None
     known: frozenset[str] | None = frozenset()
-    async with scheduler_factory(addr, http_url, settings.scheduler_timeout) as sched:
+    async with scheduler_factory(ctl_addr, http_url, settings.scheduler_timeout) as sched:
         if needs_scheduler:
             try:
                 known = frozenset(w.name for w in await sched.get_workers())
