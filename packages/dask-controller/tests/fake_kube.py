@@ -142,5 +142,6 @@ class FakeKube:
         obj = self.objects.get((kind, namespace, name))
         if obj is None:
             return False
+        self.calls.append(("status", f"{kind}/{name}"))
         obj["status"] = copy.deepcopy(status)
         return True

@@ -77,6 +77,15 @@ def _meta_drift(
     return (labels, ann) if labels or ann else None
 
 
+async def _write_status(kube: KubeApi, kind: str, obj: Obj, status: dict[str, Any]) -> None:
+    """Patch the status subresource, unless it already says exactly this (no write, no event)."""
+    old = obj.get("status") or {}
+    if all(old.get(k) == v for k, v in status.items()):
+        return
+    meta = obj["metadata"]
+    await kube.patch_custom_status(kind, meta["namespace"], meta["name"], status)
+
+
 # -- DaskCluster -----------------------------------------------------------------------------
 
 
@@ -99,7 +108,7 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
             "conditions": d.merge_conditions(old_conditions, conds, now, generation),
         }
         out.events.append(Event("Warning", "InvalidName", message))
-        await kube.patch_custom_status("DaskCluster", ns, name, out.status)
+        await _write_status(kube, "DaskCluster", cluster, out.status)
         return out
 
     # Service first: its comm port goes into the pods' DASK_SCHEDULER_ADDRESS.
@@ -192,7 +201,11 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
     views = [d.pod_view(p) for p in default_pods]
     all_workers = await kube.list_pods(ns, {c.LABEL_CLUSTER: name, c.LABEL_COMPONENT: "worker"})
     all_views = [d.pod_view(p) for p in all_workers]
-    groups = await kube.list_custom("DaskWorkerGroup", ns, {c.LABEL_CLUSTER: name})
+    groups = [
+        g
+        for g in await kube.list_custom("DaskWorkerGroup", ns, {})
+        if (g.get("spec") or {}).get("cluster") == name
+    ]
     total_desired = sum(b.desired_replicas((g.get("spec") or {}).get("worker")) for g in groups)
     if group is None:
         total_desired += replicas
@@ -218,7 +231,7 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
         out.events.append(Event("Warning", sched_cond.reason, sched_cond.message))
     if out.status["phase"] != "Running":
         out.requeue_after = out.requeue_after or 5.0
-    await kube.patch_custom_status("DaskCluster", ns, name, out.status)
+    await _write_status(kube, "DaskCluster", cluster, out.status)
     return out
 
 
@@ -255,7 +268,7 @@ async def reconcile_worker_group(
         }
         out.events.append(Event("Warning", "ClusterNotFound", message))
         out.requeue_after = 10.0
-        await kube.patch_custom_status("DaskWorkerGroup", ns, name, out.status)
+        await _write_status(kube, "DaskWorkerGroup", group, out.status)
         return out
 
     # A user-made group joins the cluster's lifetime: the cluster becomes its owner.
@@ -361,7 +374,7 @@ async def reconcile_worker_group(
     }
     if ready != desired:
         out.requeue_after = out.requeue_after or 5.0
-    await kube.patch_custom_status("DaskWorkerGroup", ns, name, out.status)
+    await _write_status(kube, "DaskWorkerGroup", group, out.status)
     return out
 
 
