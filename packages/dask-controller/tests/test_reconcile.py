@@ -75,9 +75,8 @@ async def test_cluster_pass_creates_children_then_is_idempotent(kube: FakeKube) 
     assert kube.calls[calls:] == [("status", "DaskCluster/simple")]
     calls = len(kube.calls)
     await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
-    assert (
-        kube.calls[calls:] == []
-    )  # nothing created, deleted, patched; status not rewritten  # nothing created, deleted or patched
+    # nothing created, deleted or patched; the status is not rewritten
+    assert kube.calls[calls:] == []
     assert {k: v for k, v in kube.objects.items() if k[0] != "DaskCluster"} == {
         k: v for k, v in before.items() if k[0] != "DaskCluster"
     }
