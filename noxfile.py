@@ -162,8 +162,17 @@ def e2e_k8s(session: nox.Session, k8s: str) -> None:
     _run_e2e(session, k8s)
 
 
+@nox.session(python=DEFAULT_PYTHON)
+def crds(session: nox.Session) -> None:
+    """Generated CRDs and docs/resources.md are up to date with the dask_crds models."""
+    session.install("-e", str(ROOT / "packages" / "dask-crds"))
+    crds_dir = ROOT / "charts" / "dask-kubernetes-operator" / "crds"
+    session.run("dask-crds", "generate", "--check", "--output", str(crds_dir))
+    session.run("dask-crds", "docs", "--check", "--output", str(ROOT / "docs" / "resources.md"))
+
+
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """What CI runs: every check, each as its own session."""
-    for name in ["lint", "typecheck", "layers", "build", *(f"unit-{p}" for p in PYTHONS)]:
+    for name in ["lint", "typecheck", "layers", "crds", "build", *(f"unit-{p}" for p in PYTHONS)]:
         session.notify(name)
