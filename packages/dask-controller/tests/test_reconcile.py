@@ -267,3 +267,33 @@ async def test_scale_down_retires_through_scheduler_and_keeps_data(
     finally:
         for w in workers:
             await w.close()
+
+
+async def test_invalid_spec_is_refused_and_existing_children_kept(kube: FakeKube) -> None:
+    await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    before = sorted(kube.objects)
+    cluster = kube.objects[("DaskCluster", "ns1", "simple")]
+    cluster["spec"]["worker"]["spec"]["containers"][0]["imagee"] = "typo"
+    out = await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    assert sorted(kube.objects) == before
+    status = (await _cluster(kube))["status"]
+    assert status["phase"] == "Failed"
+    [cond] = status["conditions"]
+    assert (cond["type"], cond["reason"]) == ("SpecValid", "InvalidSpec")
+    assert "spec.worker.spec.containers.0.imagee" in cond["message"]
+    assert out.events[0].type == "Warning"
+
+
+async def test_invalid_worker_group_spec_creates_nothing() -> None:
+    kube = FakeKube()
+    kube.add("DaskCluster", _manifest("simple-cluster.yaml"))
+    group = _manifest("simple-highmem.yaml")
+    group["spec"]["worker"]["replicas"] = -1
+    kube.add("DaskWorkerGroup", group)
+    await r.reconcile_worker_group(
+        kube, SETTINGS, await _group(kube, "simple-highmem"), _unreachable
+    )
+    assert kube.names("Pod") == []
+    status = (await _group(kube, "simple-highmem"))["status"]
+    assert status["conditions"][0]["reason"] == "InvalidSpec"
+    assert "spec.worker.replicas" in status["conditions"][0]["message"]

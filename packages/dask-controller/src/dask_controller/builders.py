@@ -16,6 +16,7 @@ from typing import Any
 from dask_crds import constants as c
 from dask_crds import labels as lbl
 from dask_crds import naming
+from dask_crds.models import DEFAULT_REPLICAS
 
 #: Annotation holding a hash of the pod template an object was built from.
 TEMPLATE_HASH_ANNOTATION = "kubernetes.dask.org/template-hash"
@@ -252,7 +253,7 @@ def build_scheduler_service(cluster: Body) -> Obj:
 # -- worker groups and workers ---------------------------------------------------------------
 
 
-def desired_replicas(worker: Mapping[str, Any] | None, default: int = 1) -> int:
+def desired_replicas(worker: Mapping[str, Any] | None, default: int = DEFAULT_REPLICAS) -> int:
     value = _get(worker, "replicas")
     return max(0, int(value)) if value is not None else default
 

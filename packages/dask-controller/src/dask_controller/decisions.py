@@ -338,10 +338,13 @@ def worker_group_phase(desired: int, pods: Sequence[PodView]) -> str:
     live = [p for p in pods if not p.terminating and not p.finished]
     if not live and desired > 0:
         return "Pending"
-    if all(p.ready for p in live) and len(live) >= desired:
+    failing = [p for p in _problems(live) if p.reason in FAILURE_REASONS]
+    if failing and not any(p.ready for p in live):
+        return "Failed"
+    if len(live) != desired:
+        return "Scaling"
+    if all(p.ready for p in live):
         return "Running"
-    if _problems(live) and any(p.reason in FAILURE_REASONS for p in _problems(live)):
-        return "Failed" if not any(p.ready for p in live) else "Degraded"
     return "Pending"
 
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
+
 from dask_controller import builders as b
 from dask_controller import decisions as d
 from dask_controller.k8s import KubeApi, Obj
@@ -21,7 +23,7 @@ from dask_controller.scheduler import SchedulerClient, SchedulerUnavailable
 from dask_controller.settings import Settings
 from dask_crds import constants as c
 from dask_crds import labels as lbl
-from dask_crds import naming
+from dask_crds import models, naming
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,34 @@ async def _write_status(kube: KubeApi, kind: str, obj: Obj, status: dict[str, An
     await kube.patch_custom_status(kind, meta["namespace"], meta["name"], status)
 
 
+_MODELS: dict[str, type[models.DaskResource]] = {
+    "DaskCluster": models.DaskCluster,
+    "DaskWorkerGroup": models.DaskWorkerGroup,
+}
+
+
+def validate_spec(kind: str, obj: Mapping[str, Any]) -> str | None:
+    """Problems with a resource's spec according to the dask_crds models, or ``None``.
+
+    Only what users write is checked (name and spec); the API server owns the rest of metadata.
+    """
+    meta = obj.get("metadata") or {}
+    envelope = {
+        "apiVersion": obj.get("apiVersion", c.API_VERSION),
+        "kind": kind,
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+        "spec": obj.get("spec"),
+    }
+    try:
+        _MODELS[kind].model_validate(envelope)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors()
+        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in errors[:5]]
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        return "; ".join(parts) + more
+    return None
+
+
 # -- DaskCluster -----------------------------------------------------------------------------
 
 
@@ -99,15 +129,19 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
     now = _now()
 
     problems = naming.check_cluster_name(name)
-    if problems:
-        message = "; ".join(problems)
-        conds = [d.Condition("NameValid", "False", "InvalidName", message)]
+    invalid = validate_spec("DaskCluster", cluster)
+    if problems or invalid:
+        # Refuse safely: create nothing new, touch nothing that exists, say why.
+        if problems:
+            cond = d.Condition("NameValid", "False", "InvalidName", "; ".join(problems))
+        else:
+            cond = d.Condition("SpecValid", "False", "InvalidSpec", invalid or "")
         out.status = {
             "phase": "Failed",
             "observedGeneration": generation,
-            "conditions": d.merge_conditions(old_conditions, conds, now, generation),
+            "conditions": d.merge_conditions(old_conditions, [cond], now, generation),
         }
-        out.events.append(Event("Warning", "InvalidName", message))
+        out.events.append(Event("Warning", cond.reason, cond.message))
         await _write_status(kube, "DaskCluster", cluster, out.status)
         return out
 
@@ -209,11 +243,11 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
     total_desired = sum(b.desired_replicas((g.get("spec") or {}).get("worker")) for g in groups)
     if group is None:
         total_desired += replicas
-    group_replicas = b.desired_replicas(((group or want_group).get("spec") or {}).get("worker"))
     n, ready = d.replica_counts(views)
     sched_cond = d.scheduler_ready_condition(view if pod is not None else None)
     conds = [
         d.Condition("NameValid", "True", "NameValid"),
+        d.Condition("SpecValid", "True", "SpecValid"),
         sched_cond,
         d.workers_ready_condition(total_desired, all_views, ""),
     ]
@@ -222,9 +256,7 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
         "observedGeneration": generation,
         "replicas": n,
         "readyReplicas": ready,
-        "desiredReplicas": group_replicas,
         "selector": lbl.selector(b.worker_selector(name, group_name)),
-        "workerGroups": sorted(g["metadata"]["name"] for g in groups),
         "conditions": d.merge_conditions(old_conditions, conds, now, generation),
     }
     if sched_cond.status == "False" and sched_cond.reason in d.FAILURE_REASONS:
@@ -255,6 +287,19 @@ async def reconcile_worker_group(
     cluster_name = str(spec.get("cluster") or "")
     desired = b.desired_replicas(spec.get("worker"))
     selector = b.worker_selector(cluster_name, name)
+
+    invalid = validate_spec("DaskWorkerGroup", group)
+    if invalid:
+        cond = d.Condition("SpecValid", "False", "InvalidSpec", invalid)
+        out.status = {
+            "phase": "Failed",
+            "observedGeneration": generation,
+            "selector": lbl.selector(selector),
+            "conditions": d.merge_conditions(old_status.get("conditions"), [cond], now, generation),
+        }
+        out.events.append(Event("Warning", cond.reason, cond.message))
+        await _write_status(kube, "DaskWorkerGroup", group, out.status)
+        return out
 
     cluster = await kube.get_custom("DaskCluster", ns, cluster_name) if cluster_name else None
     if cluster is None:
@@ -359,6 +404,7 @@ async def reconcile_worker_group(
         out.requeue_after = out.requeue_after or 2.0
     n, ready = d.replica_counts(views)
     conds = [
+        d.Condition("SpecValid", "True", "SpecValid"),
         d.Condition("ClusterFound", "True", "ClusterFound"),
         d.workers_ready_condition(desired, views, current_hash),
         d.scaling_down_condition(plan),
