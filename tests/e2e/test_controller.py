@@ -63,11 +63,27 @@ spec:
 """
 
 
+#: The controller process of the running test and its log, for failure messages.
+_running: dict[str, Any] = {}
+
+
+def _controller_log() -> str:
+    log = _running.get("log")
+    if not isinstance(log, Path) or not log.exists():
+        return ""
+    return "\ncontroller log (tail):\n" + log.read_text()[-4000:]
+
+
 def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
     deadline = time.monotonic() + timeout
     while not check():
+        proc = _running.get("proc")
+        if isinstance(proc, subprocess.Popen) and proc.poll() is not None:
+            pytest.fail(
+                f"the controller exited ({proc.returncode}) before {what}{_controller_log()}"
+            )
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{_controller_log()}")
         time.sleep(0.25)  # poll interval of a deadline loop
 
 
@@ -122,9 +138,11 @@ def controller(k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path)
              "--kubeconfig", str(k8s_kubeconfig), "--verbose"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
+    _running.update(proc=proc, log=log)
     try:
         yield log
     finally:
+        _running.clear()
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=20)
