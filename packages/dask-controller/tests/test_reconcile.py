@@ -176,7 +176,7 @@ async def test_unreachable_scheduler_deletes_nothing_that_may_hold_data(kube: Fa
     await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
     await r.reconcile_worker_group(kube, SETTINGS, await _group(kube), _unreachable)
     workers = [n for n in kube.names("Pod") if "-worker-" in n]
-    for n in workers:
+    for n in [*workers, "simple-scheduler"]:
         kube.set_pod_state(n, "Running", ready=True)
     kube.objects[("DaskWorkerGroup", "ns1", "simple-default")]["spec"]["worker"]["replicas"] = 0
     out = await r.reconcile_worker_group(kube, SETTINGS, await _group(kube), _unreachable)
@@ -242,7 +242,7 @@ async def test_scale_down_retires_through_scheduler_and_keeps_data(
         workers.append(
             await Worker(s.address, name=name, host="127.0.0.1", nthreads=1, dashboard=False)
         )
-    for n in pods:
+    for n in [*pods, "simple-scheduler"]:
         kube.set_pod_state(n, "Running", ready=True)
     try:
         async with Client(s.address, asynchronous=True) as client:
@@ -297,3 +297,19 @@ async def test_invalid_worker_group_spec_creates_nothing() -> None:
     status = (await _group(kube, "simple-highmem"))["status"]
     assert status["conditions"][0]["reason"] == "InvalidSpec"
     assert "spec.worker.replicas" in status["conditions"][0]["message"]
+
+
+async def test_without_a_running_scheduler_no_worker_is_connected(kube: FakeKube) -> None:
+    """Scale-down while the scheduler pod is not running: nothing to ask, nothing to lose."""
+    asked: list[str] = []
+
+    def factory(addr: str, url: str | None, timeout: float) -> SchedulerClient:
+        asked.append(addr)
+        return _unreachable(addr, url, timeout)
+
+    await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    await r.reconcile_worker_group(kube, SETTINGS, await _group(kube), factory)
+    kube.objects[("DaskWorkerGroup", "ns1", "simple-default")]["spec"]["worker"]["replicas"] = 0
+    out = await r.reconcile_worker_group(kube, SETTINGS, await _group(kube), factory)
+    assert [n for n in kube.names("Pod") if "-worker-" in n] == []
+    assert "SchedulerUnreachable" not in {e.reason for e in out.events}

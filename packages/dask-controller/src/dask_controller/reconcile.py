@@ -341,10 +341,16 @@ async def reconcile_worker_group(
     active = [v for v in views if not v.terminating and not v.finished]
     needs_scheduler = len(active) > desired or any(v.template_hash != current_hash for v in active)
 
+    # A scheduler pod that is not running has no workers connected (and a new incarnation knows
+    # none of the old one's data): asking it is pointless, and its Service has no endpoint.
+    sched_pod = await kube.get_pod(ns, naming.scheduler_name(cluster_name))
+    sched_view = d.pod_view(sched_pod) if sched_pod is not None else None
+    scheduler_running = sched_view is not None and sched_view.phase == "Running"
+
     scheduler_error: str | None = None
     known: frozenset[str] | None = frozenset()
     async with scheduler_factory(ctl_addr, http_url, settings.scheduler_timeout) as sched:
-        if needs_scheduler:
+        if needs_scheduler and scheduler_running:
             try:
                 known = frozenset(w.name for w in await sched.get_workers())
             except SchedulerUnavailable as exc:
