@@ -313,3 +313,17 @@ async def test_without_a_running_scheduler_no_worker_is_connected(kube: FakeKube
     out = await r.reconcile_worker_group(kube, SETTINGS, await _group(kube), factory)
     assert [n for n in kube.names("Pod") if "-worker-" in n] == []
     assert "SchedulerUnreachable" not in {e.reason for e in out.events}
+
+
+async def test_objects_being_deleted_get_no_new_children(kube: FakeKube) -> None:
+    kube.objects[("DaskCluster", "ns1", "simple")]["metadata"]["deletionTimestamp"] = "t"
+    await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    assert kube.names("Pod") == []
+    kube.add("DaskWorkerGroup", _manifest("simple-highmem.yaml"))
+    kube.objects[("DaskWorkerGroup", "ns1", "simple-highmem")]["metadata"]["deletionTimestamp"] = (
+        "t"
+    )
+    await r.reconcile_worker_group(
+        kube, SETTINGS, await _group(kube, "simple-highmem"), _unreachable
+    )
+    assert kube.names("Pod") == []

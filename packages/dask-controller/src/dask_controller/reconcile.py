@@ -128,6 +128,9 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
     old_conditions = (cluster.get("status") or {}).get("conditions")
     now = _now()
 
+    if meta.get("deletionTimestamp"):
+        return out  # being deleted: garbage collection removes the children; recreate nothing
+
     problems = naming.check_cluster_name(name)
     invalid = validate_spec("DaskCluster", cluster)
     if problems or invalid:
@@ -287,6 +290,9 @@ async def reconcile_worker_group(
     cluster_name = str(spec.get("cluster") or "")
     desired = b.desired_replicas(spec.get("worker"))
     selector = b.worker_selector(cluster_name, name)
+
+    if meta.get("deletionTimestamp"):
+        return out  # being deleted: garbage collection removes the pods; recreate nothing
 
     invalid = validate_spec("DaskWorkerGroup", group)
     if invalid:
