@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -37,9 +37,18 @@ async def load_config(kubeconfig: str | None = None) -> None:
     await config.load_kube_config(config_file=kubeconfig)
 
 
-async def _json(resp: Any) -> Obj:
+async def _json(call: Awaitable[Any]) -> Obj:
+    """Await a ``_preload_content=False`` call; its JSON body, or ``ApiException`` on an error.
+
+    Without preloading, kubernetes_asyncio hands back error responses instead of raising.
+    """
+    resp = await call
     data = await resp.read()
-    result: Obj = json.loads(data)
+    if resp.status >= 400:
+        exc = ApiException(status=resp.status, reason=resp.reason)
+        exc.body = data.decode(errors="replace")
+        raise exc
+    result: Obj = json.loads(data) if data else {}
     return result
 
 
@@ -92,25 +101,29 @@ class Kube:
     # -- pods ------------------------------------------------------------------------------
 
     async def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
-        resp = await self.core.list_namespaced_pod(
-            namespace, label_selector=_selector(selector), _preload_content=False
+        resp = await _json(
+            self.core.list_namespaced_pod(
+                namespace, label_selector=_selector(selector), _preload_content=False
+            )
         )
-        items: list[Obj] = (await _json(resp)).get("items", [])
+        items: list[Obj] = resp.get("items", [])
         return items
 
     async def get_pod(self, namespace: str, name: str) -> Obj | None:
         try:
-            resp = await self.core.read_namespaced_pod(name, namespace, _preload_content=False)
+            resp = await _json(
+                self.core.read_namespaced_pod(name, namespace, _preload_content=False)
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return await _json(resp)
+        return resp
 
     async def create_pod(self, namespace: str, body: Obj) -> bool:
         """Create a pod; ``False`` if one of that name already exists."""
         try:
-            await self.core.create_namespaced_pod(namespace, body, _preload_content=False)
+            await _json(self.core.create_namespaced_pod(namespace, body, _preload_content=False))
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -121,8 +134,8 @@ class Kube:
         """Delete a pod (only the incarnation ``uid`` if given); ``False`` if already gone."""
         body: Obj = {"preconditions": {"uid": uid}} if uid else {}
         try:
-            await self.core.delete_namespaced_pod(
-                name, namespace, body=body, _preload_content=False
+            await _json(
+                self.core.delete_namespaced_pod(name, namespace, body=body, _preload_content=False)
             )
         except ApiException as exc:
             if exc.status in (404, 409):
@@ -135,8 +148,10 @@ class Kube:
     ) -> None:
         patch = {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}}
         try:
-            await self.core.patch_namespaced_pod(
-                name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False
+            await _json(
+                self.core.patch_namespaced_pod(
+                    name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False
+                )
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -146,16 +161,20 @@ class Kube:
 
     async def get_service(self, namespace: str, name: str) -> Obj | None:
         try:
-            resp = await self.core.read_namespaced_service(name, namespace, _preload_content=False)
+            resp = await _json(
+                self.core.read_namespaced_service(name, namespace, _preload_content=False)
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return await _json(resp)
+        return resp
 
     async def create_service(self, namespace: str, body: Obj) -> bool:
         try:
-            await self.core.create_namespaced_service(namespace, body, _preload_content=False)
+            await _json(
+                self.core.create_namespaced_service(namespace, body, _preload_content=False)
+            )
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -167,8 +186,10 @@ class Kube:
     ) -> None:
         patch = {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}}
         try:
-            await self.core.patch_namespaced_service(
-                name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False
+            await _json(
+                self.core.patch_namespaced_service(
+                    name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False
+                )
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -178,33 +199,39 @@ class Kube:
 
     async def get_custom(self, kind: str, namespace: str, name: str) -> Obj | None:
         try:
-            resp = await self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, _plural(kind), name, _preload_content=False
+            resp = await _json(
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, _plural(kind), name, _preload_content=False
+                )
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return await _json(resp)
+        return resp
 
     async def list_custom(
         self, kind: str, namespace: str, selector: Mapping[str, str]
     ) -> list[Obj]:
-        resp = await self.custom.list_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            _plural(kind),
-            label_selector=_selector(selector),
-            _preload_content=False,
+        resp = await _json(
+            self.custom.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                _plural(kind),
+                label_selector=_selector(selector),
+                _preload_content=False,
+            )
         )
-        items: list[Obj] = (await _json(resp)).get("items", [])
+        items: list[Obj] = resp.get("items", [])
         return items
 
     async def create_custom(self, kind: str, namespace: str, body: Obj) -> bool:
         try:
-            await self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, _plural(kind), body, _preload_content=False
+            await _json(
+                self.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, _plural(kind), body, _preload_content=False
+                )
             )
         except ApiException as exc:
             if exc.status == 409:
@@ -215,10 +242,10 @@ class Kube:
     async def patch_custom(self, kind: str, namespace: str, name: str, patch: Obj) -> bool:
         """Merge-patch a custom resource; ``False`` if it is gone."""
         try:
-            await self.custom.patch_namespaced_custom_object(
+            await _json(self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, _plural(kind), name, patch,
                 _content_type=MERGE_PATCH, _preload_content=False,
-            )  # fmt: skip
+            ))  # fmt: skip
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -228,10 +255,10 @@ class Kube:
     async def patch_custom_status(self, kind: str, namespace: str, name: str, status: Obj) -> bool:
         """Merge-patch the status subresource; ``False`` if the object is gone."""
         try:
-            await self.custom.patch_namespaced_custom_object_status(
+            await _json(self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, _plural(kind), name, {"status": status},
                 _content_type=MERGE_PATCH, _preload_content=False,
-            )  # fmt: skip
+            ))  # fmt: skip
         except ApiException as exc:
             if exc.status == 404:
                 return False
