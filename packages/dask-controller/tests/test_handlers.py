@@ -24,9 +24,17 @@ class Stop:
 
     def __init__(self) -> None:
         self.value = False
+        self._event = asyncio.Event()
 
     def __bool__(self) -> bool:
         return self.value
+
+    def set(self) -> None:
+        self.value = True
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
 
 
 async def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -66,8 +74,7 @@ async def test_loop_reconciles_on_kick_and_stops(monkeypatch: pytest.MonkeyPatch
     handlers._kick("DaskCluster", "ns1", "nobody")
     assert ("DaskCluster", "ns1", "nobody") not in handlers._kicks
 
-    stop.value = True
-    handlers._kick("DaskCluster", "ns1", "simple")
+    stop.set()  # no kick needed: the loop wakes up on the stop flag itself
     await asyncio.wait_for(task, 5)
     assert ("DaskCluster", "ns1", "simple") not in handlers._kicks
 

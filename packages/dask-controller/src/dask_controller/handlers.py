@@ -9,7 +9,6 @@ arrive during a pass coalesce into one more pass.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, cast
 
@@ -76,6 +75,19 @@ def _post(obj: dict[str, Any], outcome: reconcile.Outcome) -> None:
         kopf.event(cast(kopf.Body, obj), type=ev.type, reason=ev.reason, message=ev.message)
 
 
+async def _wait_kick_or_stop(
+    kick: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float
+) -> None:
+    """Until the loop is kicked, told to stop (so it exits promptly), or ``timeout`` passes."""
+    waiters = {asyncio.ensure_future(kick.wait()), asyncio.ensure_future(stopped.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 async def _loop(kind: str, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
     key = (kind, namespace, name)
     kick = _kicks.setdefault(key, asyncio.Event())
@@ -102,8 +114,7 @@ async def _loop(kind: str, namespace: str, name: str, stopped: kopf.DaemonStoppe
             except Exception:  # keep the loop alive; the next pass retries
                 logger.exception("reconcile of %s %s/%s failed", kind, namespace, name)
                 delay = 5.0
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(kick.wait(), timeout=delay)
+            await _wait_kick_or_stop(kick, stopped, delay)
     finally:
         _kicks.pop(key, None)
 
