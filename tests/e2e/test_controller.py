@@ -322,6 +322,47 @@ def test_invalid_name_is_refused(kubectl: Kubectl, namespace: str, controller: P
     assert not _exists(kubectl, ns, "pod", f"{'a' * 45}-scheduler")
 
 
+def test_status_reports_unschedulable_pods(kubectl: Kubectl, namespace: str, simple: str) -> None:
+    """Without a node every pod is Unschedulable; status says so, naming a pod."""
+    if _ready_node(kubectl):
+        pytest.skip("a Ready node exists: pods are schedulable")
+    ns = namespace
+
+    def condition(kind: str, name: str, ctype: str) -> dict[str, Any]:
+        got = kubectl("get", kind, "-n", ns, name, "-o", "json", check=False)
+        if got.returncode != 0:  # not created yet
+            return {}
+        status = json.loads(got.stdout).get("status", {})
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == ctype:
+                found: dict[str, Any] = cond
+                return found
+        return {}
+
+    _until(
+        "WorkersReady=False/Unschedulable on the group",
+        lambda: (
+            condition("daskworkergroup", "simple-default", "WorkersReady").get("reason")
+            == "Unschedulable"
+        ),
+    )
+    cond = condition("daskworkergroup", "simple-default", "WorkersReady")
+    assert cond["status"] == "False"
+    assert "pod simple-default-worker-" in cond["message"]
+    assert cond["lastTransitionTime"]
+    _until(
+        "SchedulerReady=False/Unschedulable on the cluster",
+        lambda: (
+            condition("daskcluster", "simple", "SchedulerReady").get("reason") == "Unschedulable"
+        ),
+    )
+    cluster = _json(kubectl, "get", "daskcluster", "-n", ns, "simple")
+    assert cluster["status"]["phase"] == "Pending"
+    assert cluster["status"]["observedGeneration"] == cluster["metadata"]["generation"]
+    events = kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    assert "SchedulerPodCreated" in events
+
+
 @pytest.mark.usefixtures("needs_node")
 def test_cluster_runs_on_a_node(kubectl: Kubectl, namespace: str, simple: str) -> None:
     ns = namespace
