@@ -86,3 +86,19 @@ async def test_loop_ends_when_object_is_gone(monkeypatch: pytest.MonkeyPatch) ->
     await asyncio.wait_for(
         handlers._loop("DaskWorkerGroup", "ns1", "gone", cast(kopf.DaemonStopped, stop)), 5
     )
+
+
+def test_repeated_events_are_posted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dask_controller.reconcile import Event, Outcome
+
+    posted: list[str] = []
+    monkeypatch.setattr(
+        kopf, "event", lambda obj, *, type, reason, message="": posted.append(reason)
+    )
+    monkeypatch.setattr(handlers, "_posted", {})
+    obj: dict[str, Any] = {"metadata": {"uid": "u1"}}
+    out = Outcome(events=[Event("Warning", "SchedulerUnreachable", "boom")])
+    for _ in range(3):
+        handlers._post(obj, out)
+    handlers._post(obj, Outcome(events=[Event("Warning", "SchedulerUnreachable", "other")]))
+    assert posted == ["SchedulerUnreachable", "SchedulerUnreachable"]

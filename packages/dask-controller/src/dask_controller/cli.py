@@ -51,6 +51,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # kopf logs every successful handler call at INFO
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     handlers.configure(settings, kubeconfig=args.kubeconfig)
     plugins.load_plugins()
     kopf.run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, cast
 
 import kopf
@@ -52,7 +53,8 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 60
     settings.watching.client_timeout = 90
     settings.watching.connect_timeout = 10
-    settings.posting.level = logging.INFO
+    # Only warnings of kopf's own log become Events; ours are posted explicitly (`_post`).
+    settings.posting.level = logging.WARNING
     await k8s.load_config(_state["kubeconfig"])
     _state["kube"] = k8s.Kube()
 
@@ -70,8 +72,24 @@ def _probe(**_: Any) -> int:
     return len(_kicks)
 
 
+#: The same Warning on the same object is posted at most once per this many seconds (a pass that
+#: keeps finding the scheduler unreachable must not flood the namespace with events). Normal
+#: events report actions and are always posted.
+EVENT_REPEAT_SECONDS = 300.0
+_posted: dict[tuple[str, str, str, str], float] = {}
+
+
 def _post(obj: dict[str, Any], outcome: reconcile.Outcome) -> None:
+    now = time.monotonic()
+    uid = str((obj.get("metadata") or {}).get("uid"))
+    for key in [k for k, t in _posted.items() if now - t > EVENT_REPEAT_SECONDS]:
+        del _posted[key]
     for ev in outcome.events:
+        key = (uid, ev.type, ev.reason, ev.message)
+        if ev.type == "Warning":
+            if key in _posted:
+                continue
+            _posted[key] = now
         kopf.event(cast(kopf.Body, obj), type=ev.type, reason=ev.reason, message=ev.message)
 
 
