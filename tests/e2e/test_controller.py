@@ -127,30 +127,55 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
     kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
 
-@pytest.fixture
-def controller(k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path) -> Iterator[Path]:
-    """`dask-controller run --namespace NS` as a subprocess; yields its log file."""
-    log = tmp_path / "controller.log"
-    env = {**os.environ, "KUBECONFIG": str(k8s_kubeconfig), "PYTHONUNBUFFERED": "1"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dask_controller.cli", "run", "--namespace", namespace,
-             "--kubeconfig", str(k8s_kubeconfig), "--verbose"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    _running.update(proc=proc, log=log)
-    try:
-        yield log
-    finally:
-        _running.clear()
-        proc.send_signal(signal.SIGINT)
+class Controller:
+    """`dask-controller run --namespace NS` as a subprocess, restartable."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
+        self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, **env: str) -> None:
+        full_env = {
+            **os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **env
+        }  # fmt: skip
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dask_controller.cli", "run", "--namespace",
+                 self.namespace, "--kubeconfig", str(self.kubeconfig), "--verbose"],
+                stdout=out, stderr=subprocess.STDOUT, env=full_env,
+            )  # fmt: skip
+        _running.update(proc=self.proc, log=self.log)
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        proc, self.proc = self.proc, None
+        _running.pop("proc", None)
+        if proc is None:
+            return
+        proc.send_signal(sig)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.returncode not in (0, -signal.SIGINT, -signal.SIGKILL):
-            print(log.read_text()[-5000:])
+
+
+@pytest.fixture
+def controller_proc(
+    k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path
+) -> Iterator[Controller]:
+    ctl = Controller(k8s_kubeconfig, namespace, tmp_path / "controller.log")
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
+        _running.clear()
+
+
+@pytest.fixture
+def controller(controller_proc: Controller) -> Path:
+    """The controller, running; yields its log file."""
+    controller_proc.start()
+    return controller_proc.log
 
 
 @pytest.fixture
@@ -374,3 +399,38 @@ def test_cluster_runs_on_a_node(kubectl: Kubectl, namespace: str, simple: str) -
         ),
         timeout=300,
     )
+
+
+def test_restart_mid_scale_up_converges_without_duplicates(
+    kubectl: Kubectl, namespace: str, controller_proc: Controller
+) -> None:
+    """Kill the controller (SIGKILL) in the middle of a slow, batched scale-up; a new one
+    finishes it: exactly the desired pods, no duplicates, no orphans."""
+    ns = namespace
+    slow = {
+        "DASK_OPERATOR_WORKER_ALLOCATION_SIZE": "2",
+        "DASK_OPERATOR_WORKER_ALLOCATION_DELAY": "2",
+    }
+    body = yaml.safe_load((MANIFESTS / "simple-cluster.yaml").read_text())
+    body["spec"]["worker"]["replicas"] = 8
+    controller_proc.start(**slow)
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(body))
+    _until("the first batch of workers", lambda: 2 <= len(_workers(kubectl, ns)) < 8)
+    controller_proc.stop(signal.SIGKILL)
+    partial = len(_workers(kubectl, ns))
+    assert partial < 8
+    controller_proc.start()
+    _until("exactly eight workers", lambda: len(_workers(kubectl, ns)) == 8)
+    _until(
+        "status replicas 8",
+        lambda: (
+            _json(kubectl, "get", "daskworkergroup", "-n", ns, "simple-default")
+            .get("status", {})
+            .get("replicas")
+            == 8
+        ),
+    )
+    assert len(_workers(kubectl, ns)) == 8  # and it stays there after the status caught up
+    assert [p["metadata"]["name"] for p in _pods(kubectl, ns, "dask.org/component=scheduler")] == [
+        "simple-scheduler"
+    ]
