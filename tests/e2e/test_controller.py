@@ -434,3 +434,53 @@ def test_restart_mid_scale_up_converges_without_duplicates(
     assert [p["metadata"]["name"] for p in _pods(kubectl, ns, "dask.org/component=scheduler")] == [
         "simple-scheduler"
     ]
+
+
+def test_spec_edits_converge(kubectl: Kubectl, namespace: str, simple: str) -> None:
+    """New worker image, new scheduler image and a new label reach the running objects."""
+    ns = namespace
+    _until("two worker pods", lambda: len(_workers(kubectl, ns)) == 2)
+    _until("scheduler pod", lambda: _exists(kubectl, ns, "pod", "simple-scheduler"))
+    old_workers = set(_workers(kubectl, ns))
+    sched_uid = _json(kubectl, "get", "pod", "-n", ns, "simple-scheduler")["metadata"]["uid"]
+    image = "ghcr.io/dask/dask:2026.1.0"
+    patch = {
+        "metadata": {"labels": {"team": "ml"}},
+        "spec": {
+            "worker": {"spec": {"containers": [{"name": "worker", "image": image}]}},
+            "scheduler": {"spec": {"containers": [{"name": "scheduler", "image": image}]}},
+        },
+    }
+    # A merge patch replaces the containers lists: keep the rest of the reference containers.
+    body = yaml.safe_load((MANIFESTS / "simple-cluster.yaml").read_text())
+    for part in ("worker", "scheduler"):
+        body["spec"][part]["spec"]["containers"][0]["image"] = image
+        patch["spec"][part]["spec"]["containers"] = body["spec"][part]["spec"]["containers"]
+    kubectl("patch", "daskcluster", "simple", "-n", ns, "--type=merge", "-p", json.dumps(patch))
+
+    def workers_rolled() -> bool:
+        names = _workers(kubectl, ns)
+        if len(names) != 2 or set(names) & old_workers:
+            return False
+        pods = [_json(kubectl, "get", "pod", "-n", ns, n) for n in names]
+        return all(
+            p["spec"]["containers"][0]["image"] == image
+            and p["metadata"]["labels"].get("team") == "ml"
+            for p in pods
+        )
+
+    def scheduler_replaced() -> bool:
+        got = kubectl("get", "pod", "-n", ns, "simple-scheduler", "-o", "json", check=False)
+        if got.returncode != 0:
+            return False
+        pod = json.loads(got.stdout)
+        return (
+            pod["metadata"]["uid"] != sched_uid
+            and pod["spec"]["containers"][0]["image"] == image
+            and pod["metadata"]["labels"].get("team") == "ml"
+        )
+
+    _until("workers replaced with the new image and label", workers_rolled)
+    _until("scheduler recreated with the new image and label", scheduler_replaced)
+    svc = _json(kubectl, "get", "service", "-n", ns, "simple-scheduler")
+    assert svc["metadata"]["labels"]["team"] == "ml"
