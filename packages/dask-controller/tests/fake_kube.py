@@ -119,6 +119,12 @@ class FakeKube:
             self.calls.append(("patch", f"Service/{name}"))
             _merge(obj, {"metadata": {"labels": labels, "annotations": annotations}})
 
+    async def patch_service(self, namespace: str, name: str, patch: Obj) -> None:
+        obj = self.objects.get(("Service", namespace, name))
+        if obj is not None:
+            self.calls.append(("patch", f"Service/{name}"))
+            _merge(obj, patch)
+
     async def get_custom(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self._get(kind, namespace, name)
 

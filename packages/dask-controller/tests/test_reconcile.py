@@ -327,3 +327,25 @@ async def test_objects_being_deleted_get_no_new_children(kube: FakeKube) -> None
         kube, SETTINGS, await _group(kube, "simple-highmem"), _unreachable
     )
     assert kube.names("Pod") == []
+
+
+async def test_service_spec_edit_is_applied_and_workers_follow_the_port(kube: FakeKube) -> None:
+    await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    await r.reconcile_worker_group(kube, SETTINGS, await _group(kube), _unreachable)
+    cluster = kube.objects[("DaskCluster", "ns1", "simple")]
+    cluster["spec"]["scheduler"]["service"]["ports"][0]["port"] = 9786
+    out = await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    assert "SchedulerServiceUpdated" in {e.reason for e in out.events}
+    svc = await kube.get_service("ns1", "simple-scheduler")
+    assert svc is not None
+    assert svc["spec"]["ports"][0]["port"] == 9786
+    # the workers' DASK_SCHEDULER_ADDRESS changes, so (not yet running) workers are replaced
+    old = {n for n in kube.names("Pod") if "-worker-" in n}
+    await r.reconcile_worker_group(kube, SETTINGS, await _group(kube), _unreachable)
+    new = {n for n in kube.names("Pod") if "-worker-" in n}
+    assert len(new) == 2
+    assert not old & new
+    pod = await kube.get_pod("ns1", sorted(new)[0])
+    assert pod is not None
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env[c.ENV_SCHEDULER_ADDRESS].endswith(":9786")

@@ -246,8 +246,9 @@ def build_scheduler_service(cluster: Body) -> Obj:
         lbl.base_labels(name, "scheduler"),
         cluster,
     )
-    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
-            "spec": service_spec(cluster)}  # fmt: skip
+    spec = service_spec(cluster)
+    metadata["annotations"][TEMPLATE_HASH_ANNOTATION] = stable_hash(spec)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
 
 
 # -- worker groups and workers ---------------------------------------------------------------

@@ -67,6 +67,7 @@ class KubeApi(Protocol):
     async def patch_service_metadata(
         self, namespace: str, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
     ) -> None: ...
+    async def patch_service(self, namespace: str, name: str, patch: Obj) -> None: ...
     async def get_custom(self, kind: str, namespace: str, name: str) -> Obj | None: ...
     async def list_custom(
         self, kind: str, namespace: str, selector: Mapping[str, str]
@@ -185,6 +186,10 @@ class Kube:
         self, namespace: str, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
     ) -> None:
         patch = {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}}
+        await self.patch_service(namespace, name, patch)
+
+    async def patch_service(self, namespace: str, name: str, patch: Obj) -> None:
+        """Merge-patch a Service (nothing if it is gone)."""
         try:
             await _json(
                 self.core.patch_namespaced_service(

@@ -160,8 +160,25 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
                     f"created Service {want_svc['metadata']['name']}",
                 )
             )
-    elif (drift := _meta_drift(svc, want_svc)) is not None:
-        await kube.patch_service_metadata(ns, want_svc["metadata"]["name"], *drift)
+    else:
+        want_hash = want_svc["metadata"]["annotations"][b.TEMPLATE_HASH_ANNOTATION]
+        have_hash = ((svc.get("metadata") or {}).get("annotations") or {}).get(
+            b.TEMPLATE_HASH_ANNOTATION
+        )
+        if have_hash != want_hash:  # the service spec was edited: apply it in place
+            await kube.patch_service(
+                ns,
+                want_svc["metadata"]["name"],
+                {
+                    "spec": want_svc["spec"],
+                    "metadata": {"annotations": {b.TEMPLATE_HASH_ANNOTATION: want_hash}},
+                },
+            )
+            out.events.append(
+                Event("Normal", "SchedulerServiceUpdated", "applied the edited service spec")
+            )
+        if (drift := _meta_drift(svc, want_svc)) is not None:
+            await kube.patch_service_metadata(ns, want_svc["metadata"]["name"], *drift)
 
     want_pod = b.build_scheduler_pod(cluster, settings.cluster_domain)
     pod_name = want_pod["metadata"]["name"]
