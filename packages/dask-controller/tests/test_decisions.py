@@ -271,3 +271,30 @@ def test_scheduler_unreachable_condition() -> None:
     assert d.scheduler_unreachable_condition(None).status == "False"
     cond = d.scheduler_unreachable_condition("boom")
     assert (cond.status, cond.message) == ("True", "boom")
+
+
+def test_match_workers_by_name_then_by_pod_ip() -> None:
+    pods = [
+        d.PodView("g-worker-a", ip="10.244.0.5"),
+        d.PodView("g-worker-b", ip="10.244.0.6"),
+        d.PodView("g-worker-c", ip="10.244.0.7"),
+        d.PodView("g-worker-d"),  # no IP yet
+    ]
+    workers = [
+        ("g-worker-a", "tcp://10.244.0.5:40000"),  # named like its pod
+        ("tcp://10.244.0.6:41000", "tcp://10.244.0.6:41000"),  # started without --name
+        ("x-0", "tcp://10.244.0.7:1"),  # two worker processes in one pod
+        ("x-1", "tcp://10.244.0.7:2"),
+        ("other-group-worker", "tcp://10.244.9.9:1"),  # not this group's
+    ]
+    assert d.match_workers(pods, workers) == {
+        "g-worker-a": ("g-worker-a",),
+        "g-worker-b": ("tcp://10.244.0.6:41000",),
+        "g-worker-c": ("x-0", "x-1"),
+    }
+
+
+def test_pod_view_reads_pod_ip() -> None:
+    wire = _wire_pod("p", "Running")
+    wire["status"]["podIP"] = "10.244.0.5"
+    assert d.pod_view(wire).ip == "10.244.0.5"

@@ -349,3 +349,39 @@ async def test_service_spec_edit_is_applied_and_workers_follow_the_port(kube: Fa
     assert pod is not None
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
     assert env[c.ENV_SCHEDULER_ADDRESS].endswith(":9786")
+
+
+async def test_worker_without_pod_name_is_matched_by_ip_and_retired(
+    kube: FakeKube, real_scheduler: Scheduler
+) -> None:
+    """A worker started without ``--name`` still counts as connected (matched by pod IP): it
+    is retired through the scheduler, never deleted as if it held no data."""
+    s = real_scheduler
+
+    def factory(addr: str, url: str | None, timeout: float) -> SchedulerClient:
+        return SchedulerClient(s.address, None, timeout=5)
+
+    await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    await r.reconcile_worker_group(kube, SETTINGS, await _group(kube), factory)
+    a, b_ = sorted(n for n in kube.names("Pod") if "-worker-" in n)
+    kube.set_pod_state("simple-scheduler", "Running", ready=True)
+    kube.set_pod_state(a, "Running", ready=True)
+    kube.objects[("Pod", "ns1", a)]["status"]["podIP"] = "127.0.0.1"
+    anon = await Worker(s.address, host="127.0.0.1", nthreads=1, dashboard=False)
+    keeper = await Worker(s.address, name="keeper", host="127.0.0.2", nthreads=1, dashboard=False)
+    try:
+        async with Client(s.address, asynchronous=True) as client:
+            [fut] = await client.scatter(["precious"], workers=[anon.address])
+            kube.objects[("DaskWorkerGroup", "ns1", "simple-default")]["spec"]["worker"][
+                "replicas"
+            ] = 0
+            out = await r.reconcile_worker_group(kube, SETTINGS, await _group(kube), factory)
+            assert [n for n in kube.names("Pod") if "-worker-" in n] == []
+            reasons = {e.reason for e in out.events}
+            assert {"WorkersRemoved", "WorkersRetired"} <= reasons  # b_ deleted, a retired
+            assert {str(ws.name) for ws in s.workers.values()} == {"keeper"}
+            assert await fut.result() == "precious"
+    finally:
+        await anon.close()
+        await keeper.close()
+    del b_

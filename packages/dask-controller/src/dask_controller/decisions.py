@@ -43,6 +43,8 @@ class PodView:
     #: why the pod is not running/ready (container waiting reason, Unschedulable, ...).
     reason: str | None = None
     message: str | None = None
+    #: the pod's IP (``status.podIP``), to recognise workers started without ``--name``.
+    ip: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -88,7 +90,34 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         created=str(meta.get("creationTimestamp") or ""),
         reason=reason,
         message=message,
+        ip=status.get("podIP") or None,
     )
+
+
+def _host(address: str) -> str:
+    """The host of a ``tcp://host:port`` worker address (IPv6 brackets removed)."""
+    rest = address.split("://", 1)[-1]
+    host = rest.rsplit(":", 1)[0] if ":" in rest else rest
+    return host.strip("[]")
+
+
+def match_workers(
+    pods: Sequence[PodView], workers: Iterable[tuple[str, str]]
+) -> dict[str, tuple[str, ...]]:
+    """Pod name -> names of the scheduler's workers that run in that pod.
+
+    A worker named like a pod (``--name $(DASK_WORKER_NAME)``) is that pod's. A worker with
+    another name (started without ``--name``) is matched by its address's host against the pod
+    IPs, so a name mismatch never makes a connected worker look like one that holds no data.
+    """
+    by_name = {p.name for p in pods}
+    by_ip = {p.ip: p.name for p in pods if p.ip}
+    found: dict[str, list[str]] = {}
+    for name, address in workers:
+        pod = name if name in by_name else by_ip.get(_host(address))
+        if pod is not None:
+            found.setdefault(pod, []).append(name)
+    return {pod: tuple(names) for pod, names in found.items()}
 
 
 # -- worker group plan -----------------------------------------------------------------------

@@ -371,13 +371,17 @@ async def reconcile_worker_group(
     scheduler_running = sched_view is not None and sched_view.phase == "Running"
 
     scheduler_error: str | None = None
-    known: frozenset[str] | None = frozenset()
+    known: frozenset[str] | None = frozenset()  # names of pods with a connected worker
+    matches: dict[str, tuple[str, ...]] = {}  # pod name -> its workers' names at the scheduler
     async with scheduler_factory(ctl_addr, http_url, settings.scheduler_timeout) as sched:
         if needs_scheduler and scheduler_running:
             try:
-                known = frozenset(w.name for w in await sched.get_workers())
+                workers = await sched.get_workers()
             except SchedulerUnavailable as exc:
                 known, scheduler_error = None, str(exc)
+            else:
+                matches = d.match_workers(views, [(w.name, w.address) for w in workers])
+                known = frozenset(matches)
         plan = d.plan_worker_group(desired, views, current_hash, known)
 
         for pod_name in plan.delete:
@@ -393,13 +397,12 @@ async def reconcile_worker_group(
             )
 
         if plan.retire:
-            retired: tuple[str, ...] = ()
+            retired: list[str] = []
             try:
-                chosen = await sched.workers_to_close(plan.retire, plan.retire_candidates)
-                if chosen is None:  # the scheduler cannot rank: prefer the given order
-                    chosen = list(plan.retire_candidates[: plan.retire])
-                result = await sched.retire_workers(chosen)
-                retired = result.retired
+                chosen = await _choose_pods(sched, plan, matches)
+                result = await sched.retire_workers([w for p in chosen for w in matches[p]])
+                # a pod goes only when every worker in it was retired (its data moved)
+                retired = [p for p in chosen if set(matches[p]) <= set(result.retired)]
             except SchedulerUnavailable as exc:
                 scheduler_error = str(exc)
             for pod_name in retired:
@@ -451,6 +454,26 @@ async def reconcile_worker_group(
         out.requeue_after = out.requeue_after or 5.0
     await _write_status(kube, "DaskWorkerGroup", group, out.status)
     return out
+
+
+async def _choose_pods(
+    sched: SchedulerClient, plan: d.WorkerGroupPlan, matches: Mapping[str, tuple[str, ...]]
+) -> list[str]:
+    """``plan.retire`` pods out of the candidates, in the scheduler's order of preference."""
+    candidates = [p for p in plan.retire_candidates if p in matches]
+    owner = {w: p for p in candidates for w in matches[p]}
+    ranked = await sched.workers_to_close(len(owner), list(owner))
+    if ranked is None:  # the scheduler cannot rank: keep the plan's order
+        return candidates[: plan.retire]
+    chosen: list[str] = []
+    for worker in ranked:
+        pod = owner[worker]
+        if pod not in chosen:
+            chosen.append(pod)
+    # Workers the scheduler would rather keep (running long tasks) still go when the replica
+    # count says so, after the ones it prefers; retirement still moves their data first.
+    chosen += [p for p in candidates if p not in chosen]
+    return chosen[: plan.retire]
 
 
 async def _create_workers(
