@@ -488,7 +488,3 @@ async def _create_workers(
         await asyncio.gather(*(kube.create_pod(ns, p) for p in pods))
         if settings.worker_allocation_delay and start + size < count:
             await asyncio.sleep(settings.worker_allocation_delay)
-
-
-def names_of(items: Sequence[Obj]) -> list[str]:
-    return [i["metadata"]["name"] for i in items]
