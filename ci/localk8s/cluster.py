@@ -548,18 +548,28 @@ def _start_control_plane(cluster: Cluster) -> None:
     )
 
 
+def check_version(release: Release, name: str | None = None) -> None:
+    """Raise if the cluster runs another Kubernetes version (call before a long build)."""
+    cluster = Cluster(name)
+    if (
+        cluster.exists()
+        and cluster.state.kubernetes != release.kubernetes
+        and any(h == "ok" for h in cluster.health().values())
+    ):
+        raise ClusterError(
+            f"cluster {cluster.name!r} runs Kubernetes {cluster.state.kubernetes}, not"
+            f" {release.kubernetes}: run `python -m ci.localk8s down` first"
+        )
+
+
 def up(release: Release, name: str | None = None, *, node: bool | None = None) -> Cluster:
     """Bring the cluster up (building nothing: call build.build first), or say it is up."""
     cluster = Cluster(name)
     with _locked(cluster.name):
         if cluster.exists():
+            check_version(release, cluster.name)
             health = cluster.health()
             running = cluster.state.kubernetes
-            if running != release.kubernetes and any(h == "ok" for h in health.values()):
-                raise ClusterError(
-                    f"cluster {cluster.name!r} runs Kubernetes {running}, not"
-                    f" {release.kubernetes}: run `python -m ci.localk8s down` first"
-                )
             if health and all(h == "ok" for h in health.values()):
                 log(f"cluster {cluster.name!r} is already up ({running}, {cluster.apiserver_url})")
                 return cluster
