@@ -166,5 +166,5 @@ def e2e_k8s(session: nox.Session, k8s: str) -> None:
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """What CI runs: every check, each as its own session."""
-    for name in ["lint", "typecheck", "layers", "build", *(f"unit-{p}" for p in PYTHONS)]:
+    for name in ["lint", "typecheck", "layers", "build", *(f"unit-{p}" for p in PYTHONS), "e2e"]:
         session.notify(name)
