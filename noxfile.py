@@ -198,5 +198,6 @@ def e2e_k8s(session: nox.Session, k8s: str) -> None:
 def ci(session: nox.Session) -> None:
     """What CI runs: every check, each as its own session."""
     checks = ["lint", "typecheck", "layers", "crds", "chart", "build"]
-    for name in [*checks, *(f"unit-{p}" for p in PYTHONS)]:
+    # e2e last: it needs the most time, and a failure of a fast check shows first.
+    for name in [*checks, *(f"unit-{p}" for p in PYTHONS), "e2e"]:
         session.notify(name)
