@@ -26,9 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch this namespace (repeatable; glob patterns allowed)",
     )  # fmt: skip
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
-    run.add_argument(
+    peering = run.add_mutually_exclusive_group()
+    peering.add_argument(
         "--peering", metavar="NAME", default=None,
         help="coordinate with other operator replicas through this KopfPeering (default: off)",
+    )  # fmt: skip
+    peering.add_argument(
+        "--standalone", action="store_true",
+        help="run without peering (the default; for explicitness in manifests)",
+    )  # fmt: skip
+    run.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help="serve the operator's Prometheus metrics on this port (/metrics)",
+    )  # fmt: skip
+    run.add_argument(
+        "--metrics-address", default="0.0.0.0", metavar="ADDR",
+        help="address for --metrics-port (default 0.0.0.0, for a pod)",
     )  # fmt: skip
     run.add_argument(
         "--liveness", metavar="URL", default=None,
@@ -54,6 +67,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.verbose:  # kopf logs every successful handler call at INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     handlers.configure(settings, kubeconfig=args.kubeconfig)
+    if args.metrics_port is not None:
+        from dask_controller import metrics
+
+        metrics.serve(args.metrics_port, args.metrics_address)
     plugins.load_plugins()
     kopf.run(
         clusterwide=bool(args.all_namespaces),

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any, cast
 
 import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
 
-from dask_controller import k8s, reconcile
+from dask_controller import health, k8s, metrics, reconcile
 from dask_controller.settings import Settings
 from dask_crds import constants as c
 from dask_crds import naming
@@ -26,6 +28,9 @@ RESYNC_SECONDS = 10.0
 
 _state: dict[str, Any] = {"settings": Settings(), "kube": None, "kubeconfig": None}
 _kicks: dict[tuple[str, str, str], asyncio.Event] = {}
+_heartbeats = health.Heartbeats()
+#: Seconds the liveness probe allows for an API round trip.
+LIVENESS_API_TIMEOUT = 10.0
 
 
 def configure(settings: Settings, kubeconfig: str | None = None) -> None:
@@ -69,7 +74,31 @@ async def _cleanup(**_: Any) -> None:
 
 @kopf.on.probe(id="reconcile_loops")
 def _probe(**_: Any) -> int:
-    return len(_kicks)
+    """Fail (HTTP 500 on the liveness endpoint) when a reconcile loop stopped making passes."""
+    max_age = _state["settings"].liveness_max_age
+    stalled = _heartbeats.stalled(max_age)
+    if stalled:
+        raise health.Stalled(
+            f"{len(stalled)} reconcile loop(s) made no pass for over {max_age:.0f}s, "
+            f"oldest: {stalled[0]}"
+        )
+    return len(_heartbeats)
+
+
+@kopf.on.probe(id="api_server")
+async def _probe_api(**_: Any) -> str:
+    """Fail when the Kubernetes API cannot be reached: the watches would be dead too."""
+    namespace = os.environ.get("POD_NAMESPACE", "default")
+    try:
+        await asyncio.wait_for(
+            _kube().get_custom("DaskCluster", namespace, "liveness-probe"),
+            LIVENESS_API_TIMEOUT,
+        )
+    except ApiException as exc:
+        if exc.status == 403:  # reachable; RBAC may not cover this namespace
+            return "reachable"
+        raise
+    return "reachable"
 
 
 #: The same Warning on the same object is posted at most once per this many seconds (a pass that
@@ -80,6 +109,11 @@ _posted: dict[tuple[str, str, str, str], float] = {}
 
 
 def _post(obj: dict[str, Any], outcome: reconcile.Outcome) -> None:
+    kind = str(obj.get("kind", ""))
+    for ev in outcome.events:
+        metrics.ACTIONS.labels(kind, ev.type, ev.reason).inc()
+    if not _state["settings"].post_events:
+        return
     now = time.monotonic()
     uid = str((obj.get("metadata") or {}).get("uid"))
     for key in [k for k, t in _posted.items() if now - t > EVENT_REPEAT_SECONDS]:
@@ -109,10 +143,14 @@ async def _wait_kick_or_stop(
 async def _loop(kind: str, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
     key = (kind, namespace, name)
     kick = _kicks.setdefault(key, asyncio.Event())
+    _heartbeats.beat(key)
+    metrics.LOOPS.set(len(_kicks))
     try:
         while not stopped:
             kick.clear()
             delay = RESYNC_SECONDS
+            started = time.monotonic()
+            result = "ok"
             try:
                 obj = await _kube().get_custom(kind, namespace, name)
                 if obj is None:
@@ -129,12 +167,20 @@ async def _loop(kind: str, namespace: str, name: str, stopped: kopf.DaemonStoppe
                     delay = min(delay, outcome.requeue_after)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # keep the loop alive; the next pass retries
+            except Exception as exc:  # keep the loop alive; the next pass retries
                 logger.exception("reconcile of %s %s/%s failed", kind, namespace, name)
+                result = "error"
+                if isinstance(exc, ApiException):
+                    metrics.API_ERRORS.labels(str(exc.status)).inc()
                 delay = 5.0
+            metrics.RECONCILES.labels(kind, result).inc()
+            metrics.RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
+            _heartbeats.beat(key)
             await _wait_kick_or_stop(kick, stopped, delay)
     finally:
         _kicks.pop(key, None)
+        _heartbeats.forget(key)
+        metrics.LOOPS.set(len(_kicks))
 
 
 @kopf.daemon(c.GROUP, c.VERSION, "daskclusters", cancellation_timeout=5.0)
