@@ -194,6 +194,16 @@ def e2e_k8s(session: nox.Session, k8s: str) -> None:
     _run_e2e(session, k8s)
 
 
+@nox.session(python=DEFAULT_PYTHON)
+def demo(session: nox.Session) -> None:
+    """The main job: local Kubernetes, the operator via Helm, a Dask cluster via KubeCluster.
+
+    `nox -s demo` brings everything up and computes; `nox -s demo -- down` tears it down.
+    """
+    session.install(*_editable_args(), "cryptography>=42", "tomli>=2; python_version < '3.11'")
+    session.run("python", "-m", "ci.demo", *session.posargs, env={"PYTHONPATH": str(ROOT)})
+
+
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """What CI runs: every check, each as its own session."""
