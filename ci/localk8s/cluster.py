@@ -408,6 +408,10 @@ def _prepare_pki(cluster: Cluster) -> None:
     ca.issue_client(pki / "kube-controller-manager", "system:kube-controller-manager")
     ca.issue_client(pki / "kube-scheduler", "system:kube-scheduler")
     write_service_account_key(pki / "sa.key", pki / "sa.pub")
+    # Front proxy (aggregation layer): its own CA, as kubeadm does; without it every component
+    # logs "missing content for CA bundle ... requestheader-client-ca-file" forever.
+    front = CertificateAuthority.create(pki / "front-proxy", "dask-k8s-front-proxy-ca")
+    front.issue_client(pki / "front-proxy-client", "front-proxy-client")
 
 
 def _component_kubeconfig(cluster: Cluster, component: str) -> Path:
@@ -441,6 +445,13 @@ def apiserver_args(cluster: Cluster) -> list[str]:
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
+        f"--requestheader-client-ca-file={pki / 'front-proxy' / 'ca.crt'}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=true",
