@@ -341,7 +341,7 @@ def test_invalid_name_is_refused(kubectl: Kubectl, namespace: str, controller: P
 
     def refused() -> bool:
         status = _json(kubectl, "get", "daskcluster", "-n", ns, "a" * 45).get("status", {})
-        return status.get("phase") == "Failed"
+        return bool(status.get("phase") == "Failed")
 
     _until("phase Failed", refused)
     assert not _exists(kubectl, ns, "pod", f"{'a' * 45}-scheduler")
@@ -444,7 +444,7 @@ def test_spec_edits_converge(kubectl: Kubectl, namespace: str, simple: str) -> N
     old_workers = set(_workers(kubectl, ns))
     sched_uid = _json(kubectl, "get", "pod", "-n", ns, "simple-scheduler")["metadata"]["uid"]
     image = "ghcr.io/dask/dask:2026.1.0"
-    patch = {
+    patch: dict[str, Any] = {
         "metadata": {"labels": {"team": "ml"}},
         "spec": {
             "worker": {"spec": {"containers": [{"name": "worker", "image": image}]}},
@@ -474,7 +474,7 @@ def test_spec_edits_converge(kubectl: Kubectl, namespace: str, simple: str) -> N
         if got.returncode != 0:
             return False
         pod = json.loads(got.stdout)
-        return (
+        return bool(
             pod["metadata"]["uid"] != sched_uid
             and pod["spec"]["containers"][0]["image"] == image
             and pod["metadata"]["labels"].get("team") == "ml"
