@@ -5,7 +5,9 @@ import pytest
 from dask_kubecluster import CreateMode
 
 
-@pytest.mark.parametrize("value", ["create_or_connect", "CREATE_OR_CONNECT", CreateMode.CREATE_OR_CONNECT])
+@pytest.mark.parametrize(
+    "value", ["create_or_connect", "CREATE_OR_CONNECT", CreateMode.CREATE_OR_CONNECT]
+)
 def test_parse(value: str | CreateMode) -> None:
     assert CreateMode.parse(value) is CreateMode.CREATE_OR_CONNECT
 
@@ -16,6 +18,9 @@ def test_parse_rejects_unknown_with_choices() -> None:
 
 
 def test_permissions() -> None:
-    assert CreateMode.CREATE_ONLY.may_create() and not CreateMode.CREATE_ONLY.may_connect()
-    assert CreateMode.CONNECT_ONLY.may_connect() and not CreateMode.CONNECT_ONLY.may_create()
-    assert CreateMode.CREATE_OR_CONNECT.may_create() and CreateMode.CREATE_OR_CONNECT.may_connect()
+    assert CreateMode.CREATE_ONLY.may_create()
+    assert not CreateMode.CREATE_ONLY.may_connect()
+    assert CreateMode.CONNECT_ONLY.may_connect()
+    assert not CreateMode.CONNECT_ONLY.may_create()
+    assert CreateMode.CREATE_OR_CONNECT.may_create()
+    assert CreateMode.CREATE_OR_CONNECT.may_connect()
