@@ -80,7 +80,8 @@ def unit(session: nox.Session) -> None:
     for pkg in PACKAGES:
         base = ROOT / "packages" / pkg
         session.log(f"pytest: {pkg} on Python {session.python}")
-        session.run("pytest", "-q", *session.posargs, cwd=str(base))
+        with session.chdir(base):
+            session.run("pytest", "-q", *session.posargs)
 
 
 @nox.session(python=DEFAULT_PYTHON)

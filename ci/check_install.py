@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 from importlib.metadata import distribution
 
 
@@ -28,7 +29,8 @@ def check(dist_name: str) -> list[str]:
             problems.append(f"entry point {ep.group}:{ep.name} = {ep.value} fails: {exc!r}")
             continue
         if ep.group == "console_scripts":
-            out = subprocess.run([ep.name, "--version"], capture_output=True, text=True)
+            script = Path(sys.executable).parent / ep.name
+            out = subprocess.run([str(script), "--version"], capture_output=True, text=True)
             if out.returncode != 0 or dist.version not in out.stdout:
                 problems.append(f"`{ep.name} --version` said {out.stdout!r}{out.stderr!r}")
     print(f"ok: {dist_name} {dist.version} ({len(list(dist.entry_points))} entry points)")

@@ -87,8 +87,9 @@ def check_cluster_name(name: str) -> list[str]:
     limit = max_cluster_name_length()
     if len(name) > limit:
         problems.append(
-            f"metadata.name {name!r} is {len(name)} characters; a DaskCluster name can be at most "
-            f"{limit} so that worker pod names ({worker_pod_name(default_worker_group_name(name))!r}"
-            f" style) stay within {DNS_LABEL_MAX}: choose a shorter name"
+            f"metadata.name {name!r} is {len(name)} characters; a DaskCluster name can be at "
+            f"most {limit} so that its worker pod names "
+            f"({worker_pod_name(default_worker_group_name(name))!r} style) stay within "
+            f"{DNS_LABEL_MAX}: choose a shorter name"
         )
     return problems
