@@ -14,9 +14,12 @@ from typing import Any, Final, Literal
 
 #: Shown with errors that the operator or CRDs are missing.
 INSTALL_HINT: Final = (
-    "install the operator with helm (helm install dask-operator charts/dask-operator "
-    "--namespace dask-operator --create-namespace) or see docs/kubecluster.md"
+    "install the operator and its CRDs with its Helm chart (helm install dask-operator "
+    "charts/dask-kubernetes-operator --namespace dask-operator --create-namespace); "
+    "see docs/kubecluster.md#installing-the-operator"
 )
+#: How to find the operator's pod.
+OPERATOR_PODS: Final = "kubectl get pods -A -l app.kubernetes.io/name=dask-kubernetes-operator"
 
 
 class KubeClusterError(Exception):
@@ -298,8 +301,8 @@ def assess_startup(
             OperatorNotRunningError(
                 f"DaskCluster {name!r} was created in namespace {namespace!r} but after "
                 f"{timeout:g}s it has no status and no scheduler pod. Is the Dask operator "
-                f"running? Check `kubectl get pods -A -l app.kubernetes.io/name=dask-operator`; "
-                f"to install it, {INSTALL_HINT}."
+                f"running? Check `{OPERATOR_PODS}`; to "
+                f"{INSTALL_HINT}."
             )
         )
     if problem is not None:
