@@ -231,6 +231,38 @@ async def test_kwargs_equal_custom_spec(world: World, scheduler: Scheduler) -> N
     assert first == second
 
 
+async def test_unclosed_cluster_is_deleted_by_its_finalizer(
+    world: World, scheduler: Scheduler
+) -> None:
+    cluster = await KubeCluster(
+        name="foo", asynchronous=True, quiet=True, scheduler_address=scheduler.address
+    )
+    finalizer = cluster._finalizer
+    assert finalizer is not None
+    assert finalizer.alive
+    # What garbage collection or interpreter exit would run: inside a running loop it must not
+    # touch this loop, so it deletes from a private loop in a helper thread.
+    finalizer()
+    assert "foo" not in world.clusters
+    await cluster.close()
+
+
+async def test_close_detaches_the_finalizer(world: World, scheduler: Scheduler) -> None:
+    cluster = await KubeCluster(
+        name="foo", asynchronous=True, quiet=True, scheduler_address=scheduler.address
+    )
+    finalizer = cluster._finalizer
+    await cluster.close()
+    assert finalizer is not None
+    assert not finalizer.alive
+
+
+def test_finalizer_without_a_running_loop(world: World) -> None:
+    world.clusters["foo"] = make_cluster_spec("foo")
+    cluster_module._delete_cluster_now("foo", "default", None)
+    assert "foo" not in world.clusters
+
+
 # ------------------------------------------------------------------ errors
 
 

@@ -541,15 +541,18 @@ class KubeCluster(Cluster):
         self, cluster: bool = True, scheduler: bool = True, workers: bool = True
     ) -> Logs:
         kube = self._require_kube()
-        logs = Logs()
+        names: list[str] = []
         for pod in await kube.list_pods(self.name):
             component = pod.get("metadata", {}).get("labels", {}).get(c.LABEL_COMPONENT)
             if component == "scheduler" and not scheduler:
                 continue
             if component == "worker" and not workers:
                 continue
-            name = pod["metadata"]["name"]
-            logs[name] = Log(await kube.pod_log(name))
+            names.append(pod["metadata"]["name"])
+        texts = await asyncio.gather(*(kube.pod_log(name) for name in names))
+        logs = Logs()
+        for name, text in sorted(zip(names, texts, strict=True)):
+            logs[name] = Log(text)
         return logs
 
     # ------------------------------------------------------------------ links and display
