@@ -298,11 +298,13 @@ def test_sync_create_compute_scale_groups_logs_close(kubectl: Kubectl, namespace
 
 @pytest.mark.usefixtures("kubeconfig_env", "node")
 def test_adapt_creates_autoscaler_and_scale_removes_it(kubectl: Kubectl, namespace: str) -> None:
-    with KubeCluster(name="adaptive", n_workers=0, **_kw(namespace)) as cluster:
+    with KubeCluster(name="adaptive", n_workers=1, **_kw(namespace)) as cluster:
         cluster.adapt(minimum=1, maximum=2)
         scaler = _json(kubectl, "get", "daskautoscaler", "adaptive", "-n", namespace)
         assert scaler["spec"] == {"cluster": "adaptive", "minimum": 1, "maximum": 2}
-        cluster.wait_for_workers(1, timeout=WAIT)
+        cluster.adapt(minimum=0, maximum=3)  # patches the same object
+        scaler = _json(kubectl, "get", "daskautoscaler", "adaptive", "-n", namespace)
+        assert scaler["spec"] == {"cluster": "adaptive", "minimum": 0, "maximum": 3}
         cluster.scale(1)
         result = kubectl("get", "daskautoscaler", "adaptive", "-n", namespace, check=False)
         assert "NotFound" in result.stderr
