@@ -318,6 +318,38 @@ async def test_crash_loop_has_log_tail(world: World) -> None:
         await KubeCluster(name="foo", asynchronous=True, quiet=True)
 
 
+async def test_wait_for_workers_fails_fast_on_a_bad_worker_image(
+    world: World, scheduler: Scheduler
+) -> None:
+    async with KubeCluster(
+        name="foo", asynchronous=True, quiet=True, scheduler_address=scheduler.address
+    ) as cluster:
+        world.pods["foo-default-worker-abc"]["status"] = {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "worker",
+                    "image": "nope:2",
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}},
+                }
+            ],
+        }
+        with pytest.raises(ImagePullError, match="foo-default-worker-abc"):
+            await cluster.wait_for_workers(1, timeout=30)
+
+
+async def test_wait_for_workers_returns_when_workers_arrive(
+    world: World, scheduler: Scheduler
+) -> None:
+    async with (
+        KubeCluster(
+            name="foo", asynchronous=True, quiet=True, scheduler_address=scheduler.address
+        ) as cluster,
+        Worker(scheduler.address, nthreads=1),
+    ):
+        await cluster.wait_for_workers(1, timeout=30)
+
+
 # ------------------------------------------------------------------ port-forward, compute
 
 

@@ -43,6 +43,7 @@ from dask_kubecluster.errors import (
     Ready,
     ResourceTimeoutError,
     assess_startup,
+    classify_pod,
     error_for_problem,
 )
 from dask_kubecluster.kube import Kube
@@ -530,6 +531,37 @@ class KubeCluster(Cluster):
     def worker_groups(self) -> dict[str, int]:
         """Worker groups of this cluster and their requested replicas, as last seen."""
         return dict(self._worker_groups)
+
+    # ------------------------------------------------------------------ waiting for workers
+
+    async def _wait_for_workers(self, n_workers: int = 0, timeout: float | None = None) -> None:
+        """Wait like distributed does, but fail fast when worker pods cannot start."""
+        waiter = asyncio.ensure_future(Cluster._wait_for_workers(self, n_workers, timeout))
+        watchdog = asyncio.ensure_future(self._watch_worker_pods())
+        try:
+            done, _ = await asyncio.wait({waiter, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            if watchdog in done:
+                error = watchdog.exception()
+                if error is not None:
+                    raise error
+            await waiter
+        finally:
+            for task in (waiter, watchdog):
+                task.cancel()
+            await asyncio.gather(waiter, watchdog, return_exceptions=True)
+
+    async def _watch_worker_pods(self) -> None:
+        """Raise the typed error of the first worker pod with a fatal problem."""
+        kube = self._require_kube()
+        while True:
+            for pod in await kube.list_pods(self.name, component="worker"):
+                problem = classify_pod(pod)
+                if problem is not None and problem.fatal:
+                    tail = ""
+                    if problem.kind in ("crash-loop", "failed"):
+                        tail = await kube.previous_log_tail(problem.pod, problem.container)
+                    raise error_for_problem(problem, tail)
+            await asyncio.sleep(POLL_INTERVAL)
 
     # ------------------------------------------------------------------ logs
 
