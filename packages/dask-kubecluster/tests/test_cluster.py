@@ -409,6 +409,13 @@ def test_sync_api(world: World, local_scheduler: str) -> None:
         assert "foo" not in world.clusters
 
 
+def test_sync_start_failure_cleans_up(world: World) -> None:
+    world.operator = False
+    with pytest.raises(OperatorNotRunningError):
+        KubeCluster(name="foo", quiet=True, resource_timeout=0.2)
+    assert world.clusters == {}
+
+
 def test_config_defaults_are_used(world: World, local_scheduler: str) -> None:
     with (
         dask.config.set(

@@ -169,8 +169,8 @@ class KubeCluster(Cluster):
         spec_namespace = self._spec.get("metadata", {}).get("namespace")
         self.namespace: str = (
             namespace
-            or kconfig.get("namespace")
             or spec_namespace
+            or kconfig.get("namespace")
             or discovery.discover_namespace()
         )
         self._spec.setdefault("metadata", {})["namespace"] = self.namespace
@@ -198,7 +198,11 @@ class KubeCluster(Cluster):
         super().__init__(name=name, loop=loop, asynchronous=asynchronous, quiet=quiet, **kwargs)
         if not self.called_from_running_loop:
             self._loop_runner.start()
-            self.sync(self._start)
+            try:
+                self.sync(self._start)
+            except BaseException:
+                self._loop_runner.stop()
+                raise
 
     # ------------------------------------------------------------------ construction
 
