@@ -326,3 +326,23 @@ def test_service_port_lookup() -> None:
     spec = make_cluster_spec("foo")["spec"]["scheduler"]["service"]
     assert service_port({"spec": spec}, "http-dashboard", 1) == 8787
     assert service_port({"spec": spec}, "missing", 1) == 1
+
+
+def test_custom_spec_checked_by_the_crd_models() -> None:
+    spec = make_cluster_spec("foo")
+    spec["spec"]["worker"]["spec"]["nodeSelectr"] = {"disktype": "ssd"}  # typo
+    with pytest.raises(ValueError, match="nodeSelectr"):
+        load_cluster_spec(spec)
+
+
+def test_generated_objects_are_valid_crd_models() -> None:
+    from dask_crds.validation import check
+
+    for obj in (
+        make_cluster_spec("foo", resources={"limits": {"cpu": 1}}, env={"A": "1"}, jupyter=True),
+        make_worker_group_spec("foo", "gpu", make_worker_spec(n_workers=2)),
+        make_autoscaler_spec("foo", 0, 4),
+    ):
+        model, problems = check(obj)
+        assert problems == []
+        assert model is not None

@@ -5,15 +5,15 @@ no I/O and is unit-tested as data. Arguments are checked before anything is sent
 a typo such as ``resources={"limit": ...}`` is a :class:`ValueError` naming the key, not a
 cluster that silently ignores the limit.
 
-All generated or user-supplied objects pass through :func:`validate`, the single point where the
-``dask_crds`` models check them when that package provides models.
+All generated or user-supplied objects pass through :func:`validate`: quick checks with messages
+about the keyword arguments first, then the ``dask_crds`` models (the CRDs' own rules).
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import importlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +23,9 @@ import yaml
 
 from dask_crds import constants as c
 from dask_crds import naming
+from dask_crds import validation as crd_validation
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE: Final = "ghcr.io/dask/dask:latest"
 DEFAULT_WORKER_COMMAND: Final = "dask-worker"
@@ -488,19 +491,13 @@ def _structural_problems(obj: Mapping[str, Any]) -> list[str]:
 
 
 def _model_validate(obj: Mapping[str, Any]) -> None:
-    """Check ``obj`` with the ``dask_crds`` pydantic model of its kind, when one exists."""
-    try:
-        models = importlib.import_module("dask_crds.models")
-    except ImportError:
-        return
-    model = getattr(models, str(obj.get("kind")), None)
-    validate_fn = getattr(model, "model_validate", None)
-    if validate_fn is None:
-        return
-    try:
-        validate_fn(dict(obj))
-    except ValueError as exc:  # pydantic.ValidationError is a ValueError
-        raise ValueError(f"invalid {obj.get('kind')}: {exc}") from exc
+    """Check ``obj`` with the ``dask_crds`` model of its kind (the CRDs' own rules)."""
+    _, problems = crd_validation.check(obj)
+    errors = [p for p in problems if p.severity == "error"]
+    for warning in (p for p in problems if p.severity != "error"):
+        logger.warning("%s %s: %s", obj.get("kind"), obj.get("metadata", {}).get("name"), warning)
+    if errors:
+        raise ValueError(f"invalid {obj.get('kind')}: " + "; ".join(str(p) for p in errors))
 
 
 def validate(obj: dict[str, Any]) -> dict[str, Any]:
