@@ -174,6 +174,7 @@ def controller(k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        print(f"--- controller log (tail) ---\n{log.read_text()[-4000:]}")  # shown on failure
 
 
 @pytest.fixture
@@ -226,6 +227,7 @@ def test_operator_not_running(kubectl: Kubectl, namespace: str) -> None:
     _until("orphan DaskCluster deleted", lambda: _clusters(kubectl, namespace) == [])
 
 
+@pytest.mark.asyncio
 @pytest.mark.usefixtures("crds", "kubeconfig_env")
 async def test_operator_not_running_async(kubectl: Kubectl, namespace: str) -> None:
     with pytest.raises(OperatorNotRunningError):
@@ -247,7 +249,7 @@ def test_unschedulable_scheduler(kubectl: Kubectl, namespace: str) -> None:
     spec = make_cluster_spec("nowhere", image=IMAGE, n_workers=0)
     spec["spec"]["scheduler"]["spec"]["nodeSelector"] = {"dask.org/e2e-no-such-node": "true"}
     with pytest.raises(UnschedulableError, match="nowhere-scheduler") as info:
-        KubeCluster(custom_cluster_spec=spec, namespace=namespace, quiet=True, resource_timeout=15)
+        KubeCluster(custom_cluster_spec=spec, namespace=namespace, quiet=True, resource_timeout=45)
     assert "node" in str(info.value)
     _until("cluster cleaned up", lambda: _clusters(kubectl, namespace) == [])
 
@@ -310,6 +312,7 @@ def test_adapt_creates_autoscaler_and_scale_removes_it(kubectl: Kubectl, namespa
         assert "NotFound" in result.stderr
 
 
+@pytest.mark.asyncio
 @pytest.mark.usefixtures("kubeconfig_env", "node")
 async def test_async_and_two_clusters_in_one_loop(kubectl: Kubectl, namespace: str) -> None:
     async with (
