@@ -216,7 +216,13 @@ async def test_custom_spec_name_and_namespace_are_used(world: World, scheduler: 
 
 
 async def test_kwargs_equal_custom_spec(world: World, scheduler: Scheduler) -> None:
-    kw: dict[str, Any] = {"name": "foo", "n_workers": 2, "env": {"FOO": "bar"}}
+    kw: dict[str, Any] = {
+        "name": "foo",
+        "n_workers": 2,
+        "env": {"FOO": "bar"},
+        "node_selector": {"pool": "dask"},
+        "image_pull_secrets": ["regcred"],
+    }
     async with KubeCluster(
         **kw, asynchronous=True, quiet=True, scheduler_address=scheduler.address
     ) as a:

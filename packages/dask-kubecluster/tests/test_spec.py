@@ -346,3 +346,36 @@ def test_generated_objects_are_valid_crd_models() -> None:
         model, problems = check(obj)
         assert problems == []
         assert model is not None
+
+
+def test_pod_settings_without_dict_surgery() -> None:
+    spec = make_cluster_spec(
+        "foo",
+        resources={"limits": {"memory": "8Gi"}},
+        scheduler_resources={"limits": {"memory": "1Gi"}},
+        node_selector={"pool": "dask"},
+        tolerations=[{"key": "dask", "operator": "Exists", "effect": "NoSchedule"}],
+        image_pull_secrets=["regcred"],
+        labels={"team": "analytics"},
+        annotations={"cost-center": "42"},
+    )
+    assert spec["metadata"] == {
+        "name": "foo",
+        "labels": {"team": "analytics"},
+        "annotations": {"cost-center": "42"},
+    }
+    scheduler = spec["spec"]["scheduler"]["spec"]
+    worker = spec["spec"]["worker"]["spec"]
+    assert scheduler["containers"][0]["resources"] == {"limits": {"memory": "1Gi"}}
+    assert worker["containers"][0]["resources"] == {"limits": {"memory": "8Gi"}}
+    for pod in (scheduler, worker):
+        assert pod["nodeSelector"] == {"pool": "dask"}
+        assert pod["tolerations"] == [{"key": "dask", "operator": "Exists", "effect": "NoSchedule"}]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_pod_settings_are_checked() -> None:
+    with pytest.raises(TypeError, match="tolerations must be a list"):
+        make_worker_spec(tolerations={"key": "x"})  # type: ignore[arg-type]
+    worker = make_worker_spec(image_pull_secrets="regcred")
+    assert worker["spec"]["imagePullSecrets"] == [{"name": "regcred"}]

@@ -118,6 +118,9 @@ class KubeCluster(Cluster):
         Local port of the dashboard port-forward (default: any free port).
     scheduler_address
         Connect to this address instead of discovering one (you route the traffic yourself).
+    scheduler_resources, node_selector, tolerations, image_pull_secrets, labels, annotations
+        Common pod and metadata settings without editing a spec; see
+        :func:`~dask_kubecluster.make_cluster_spec`.
     quiet
         No progress output.
     """
@@ -145,6 +148,12 @@ class KubeCluster(Cluster):
         asynchronous: bool = False,
         quiet: bool = False,
         scheduler_address: str | None = None,
+        scheduler_resources: Mapping[str, Any] | None = None,
+        node_selector: Mapping[str, str] | None = None,
+        tolerations: Sequence[Mapping[str, Any]] | None = None,
+        image_pull_secrets: Sequence[str | Mapping[str, str]] | None = None,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         custom = kconfig.get("custom-cluster-spec", custom_cluster_spec)
@@ -165,6 +174,12 @@ class KubeCluster(Cluster):
                 ),
                 idle_timeout=kconfig.get("idle-timeout", idle_timeout),
                 jupyter=bool(kconfig.get("scheduler-jupyter", jupyter)),
+                scheduler_resources=scheduler_resources,
+                node_selector=node_selector,
+                tolerations=tolerations,
+                image_pull_secrets=image_pull_secrets,
+                labels=labels,
+                annotations=annotations,
             )
         spec_namespace = self._spec.get("metadata", {}).get("namespace")
         self.namespace: str = (

@@ -169,6 +169,33 @@ def _container_extras(env: EnvLike, resources: Resources) -> dict[str, Any]:
     return {"env": normalize_env(env), "resources": check_resources(resources)}
 
 
+def _pod_settings(
+    node_selector: Mapping[str, str] | None,
+    tolerations: Sequence[Mapping[str, Any]] | None,
+    image_pull_secrets: Sequence[str | Mapping[str, str]] | None,
+) -> dict[str, Any]:
+    """PodSpec fields for the common placement and registry settings (only those given)."""
+    settings: dict[str, Any] = {}
+    if node_selector:
+        if not isinstance(node_selector, Mapping):
+            raise TypeError("node_selector must be a dict of label to value")
+        settings["nodeSelector"] = {str(k): str(v) for k, v in node_selector.items()}
+    if tolerations:
+        if isinstance(tolerations, Mapping) or not all(isinstance(t, Mapping) for t in tolerations):
+            raise TypeError(
+                "tolerations must be a list of dicts like "
+                "{'key': 'gpu', 'operator': 'Exists', 'effect': 'NoSchedule'}"
+            )
+        settings["tolerations"] = [copy.deepcopy(dict(t)) for t in tolerations]
+    if image_pull_secrets:
+        if isinstance(image_pull_secrets, str):
+            image_pull_secrets = [image_pull_secrets]
+        settings["imagePullSecrets"] = [
+            {"name": s} if isinstance(s, str) else dict(s) for s in image_pull_secrets
+        ]
+    return settings
+
+
 def make_worker_spec(
     image: str = DEFAULT_IMAGE,
     n_workers: int = 3,
@@ -176,12 +203,18 @@ def make_worker_spec(
     env: EnvLike = None,
     worker_command: str | Sequence[str] | None = DEFAULT_WORKER_COMMAND,
     cluster_name: str | None = None,
+    *,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, Any]] | None = None,
+    image_pull_secrets: Sequence[str | Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The ``worker`` section of a DaskCluster or DaskWorkerGroup: ``{"replicas", "spec"}``.
 
     ``spec`` is a Kubernetes PodSpec, so ``worker_spec["spec"]["nodeSelector"] = {...}`` works as
-    in the reference documentation. ``cluster_name`` is accepted for compatibility and unused: the
-    worker group is tied to its cluster by :meth:`KubeCluster.add_worker_group`.
+    in the reference documentation; ``node_selector``, ``tolerations`` and
+    ``image_pull_secrets`` (Secret names) set the same fields without dict surgery.
+    ``cluster_name`` is accepted for compatibility and unused: the worker group is tied to its
+    cluster by :meth:`KubeCluster.add_worker_group`.
     """
     del cluster_name
     args = [
@@ -210,7 +243,8 @@ def make_worker_spec(
                         }
                     ],
                 }
-            ]
+            ],
+            **_pod_settings(node_selector, tolerations, image_pull_secrets),
         },
     }
 
@@ -222,6 +256,10 @@ def make_scheduler_spec(
     env: EnvLike = None,
     scheduler_service_type: str = "ClusterIP",
     jupyter: bool = False,
+    *,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, Any]] | None = None,
+    image_pull_secrets: Sequence[str | Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The ``scheduler`` section of a DaskCluster: ``{"spec": PodSpec, "service": ServiceSpec}``."""
     args = ["dask-scheduler"]
@@ -252,7 +290,8 @@ def make_scheduler_spec(
                     "readinessProbe": {**probe, "initialDelaySeconds": 5, "periodSeconds": 10},
                     "livenessProbe": {**probe, "initialDelaySeconds": 15, "periodSeconds": 20},
                 }
-            ]
+            ],
+            **_pod_settings(node_selector, tolerations, image_pull_secrets),
         },
         "service": {
             "type": check_service_type(scheduler_service_type),
@@ -288,21 +327,43 @@ def make_cluster_spec(
     scheduler_service_type: str = "ClusterIP",
     idle_timeout: int | None = 0,
     jupyter: bool = False,
+    *,
+    scheduler_resources: Resources = None,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, Any]] | None = None,
+    image_pull_secrets: Sequence[str | Mapping[str, str]] | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A DaskCluster object: scheduler Pod and Service, a default worker group of ``n_workers``.
 
     The result is a plain dict you may edit before passing it to
     ``KubeCluster(custom_cluster_spec=...)``; ``KubeCluster(**kw)`` is the same as
     ``KubeCluster(custom_cluster_spec=make_cluster_spec(**kw))``.
+
+    Beyond the reference's arguments (keyword-only): ``scheduler_resources`` (the scheduler's
+    own, instead of ``resources``), ``node_selector``, ``tolerations`` and
+    ``image_pull_secrets`` (for scheduler and workers), and ``labels`` / ``annotations`` on the
+    DaskCluster, which the operator propagates to everything it creates.
     """
     check_cluster_name(name)
     idle = 0 if idle_timeout is None else idle_timeout
     if isinstance(idle, bool) or not isinstance(idle, int) or idle < 0:
         raise ValueError(f"idle_timeout must be a non-negative number of seconds, got {idle!r}")
+    placement: dict[str, Any] = {
+        "node_selector": node_selector,
+        "tolerations": tolerations,
+        "image_pull_secrets": image_pull_secrets,
+    }
+    metadata: dict[str, Any] = {"name": name}
+    if labels:
+        metadata["labels"] = {str(k): str(v) for k, v in labels.items()}
+    if annotations:
+        metadata["annotations"] = {str(k): str(v) for k, v in annotations.items()}
     obj = {
         "apiVersion": c.API_VERSION,
         "kind": "DaskCluster",
-        "metadata": {"name": name},
+        "metadata": metadata,
         "spec": {
             "idleTimeout": idle,
             "worker": make_worker_spec(
@@ -311,14 +372,16 @@ def make_cluster_spec(
                 resources=resources,
                 env=env,
                 worker_command=worker_command,
+                **placement,
             ),
             "scheduler": make_scheduler_spec(
                 cluster_name=name,
                 image=image,
-                resources=resources,
+                resources=resources if scheduler_resources is None else scheduler_resources,
                 env=env,
                 scheduler_service_type=scheduler_service_type,
                 jupyter=jupyter,
+                **placement,
             ),
         },
     }
