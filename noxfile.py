@@ -124,9 +124,30 @@ def layers(session: nox.Session) -> None:
 def crds(session: nox.Session) -> None:
     """Generated CRDs and docs/resources.md are up to date with the dask_crds models."""
     session.install("-e", str(ROOT / "packages" / "dask-crds"))
-    crds_dir = ROOT / "charts" / "dask-kubernetes-operator" / "crds"
+    crds_dir = ROOT / "charts" / "dask-kubernetes-operator" / "files" / "crds"
     session.run("dask-crds", "generate", "--check", "--output", str(crds_dir))
     session.run("dask-crds", "docs", "--check", "--output", str(ROOT / "docs" / "resources.md"))
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def chart(session: nox.Session) -> None:
+    """helm lint --strict, rendering tests of the chart, and its generated values table."""
+    session.install("pytest>=8", "pytest-timeout>=2.3", "PyYAML>=6", "cryptography>=42")
+    env = {"PYTHONPATH": str(ROOT)}
+    # helm is built from its Go module by ci.localk8s, like every other binary the tests use.
+    session.run("python", "-m", "ci.localk8s", "build", "--only", "helm", env=env)
+    helm = session.run(
+        "python", "-c",
+        "from ci.localk8s import paths, versions;"
+        "print(paths.bin_dir(versions.select().kubernetes) / 'helm')",
+        env=env, silent=True,
+    )  # fmt: skip
+    assert isinstance(helm, str)
+    session.run("python", "-m", "ci.chart_docs", "--check", env=env)
+    session.run(
+        "python", "-m", "pytest", "-q", str(ROOT / "tests" / "chart"),
+        env={**env, "DASK_HELM": helm.strip()},
+    )  # fmt: skip
 
 
 def _kubernetes_minors() -> list[str]:
@@ -155,7 +176,9 @@ def _run_e2e(session: nox.Session, kubernetes: str | None) -> None:
         env["KUBERNETES_VERSION"] = kubernetes
     # The cold build (10-20 min) happens here, outside pytest's per-test timeout.
     session.run("python", "-m", "ci.localk8s", "build", env=env)
-    session.run("python", "-m", "pytest", str(ROOT / "tests" / "e2e"), *session.posargs, env=env)
+    # pytest-asyncio (for async e2e tests) warns, an error here, unless its loop scope is set.
+    pytest_args = ["-o", "asyncio_default_fixture_loop_scope=function", *session.posargs]
+    session.run("python", "-m", "pytest", str(ROOT / "tests" / "e2e"), *pytest_args, env=env)
 
 
 @nox.session(python=DEFAULT_PYTHON)
@@ -174,5 +197,6 @@ def e2e_k8s(session: nox.Session, k8s: str) -> None:
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """What CI runs: every check, each as its own session."""
-    for name in ["lint", "typecheck", "layers", "crds", "build", *(f"unit-{p}" for p in PYTHONS)]:
+    checks = ["lint", "typecheck", "layers", "crds", "chart", "build"]
+    for name in [*checks, *(f"unit-{p}" for p in PYTHONS)]:
         session.notify(name)

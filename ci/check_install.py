@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-from pathlib import Path
 from importlib.metadata import distribution
+from pathlib import Path
 
 
 def check(dist_name: str) -> list[str]:

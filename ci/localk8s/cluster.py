@@ -420,8 +420,9 @@ def _component_kubeconfig(cluster: Cluster, component: str) -> Path:
 
 
 def apiserver_args(cluster: Cluster) -> list[str]:
+    """kube-apiserver's command line; a node plugin may append flags (`apiserver_args(cluster)`)."""
     pki = cluster.pki_dir
-    return [
+    args = [
         str(cluster.bin("kube-apiserver")),
         f"--etcd-servers={cluster.etcd_url}",
         f"--bind-address={network.LOOPBACK}",
@@ -440,7 +441,16 @@ def apiserver_args(cluster: Cluster) -> list[str]:
         "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=true",
         "--profiling=false",
+        # The lease reconciler refuses a loopback advertise address ("may not be in the loopback
+        # range"); with `none` the `kubernetes` Service exists but nobody maintains its endpoints,
+        # which a node plugin may publish itself (e.g. an EndpointSlice to an address pods reach).
+        "--endpoint-reconciler-type=none",
     ]
+    plugin = load_node_plugin() if node_enabled() else None
+    extra = getattr(plugin, "apiserver_args", None)
+    if extra is not None:
+        args += list(extra(cluster))
+    return args
 
 
 def controller_manager_args(cluster: Cluster) -> list[str]:

@@ -48,6 +48,16 @@ SPECIAL = {
 EXTRA_FIELD_ARGS = {
     ("io.k8s.api.core.v1.PodSpec", "containers"): "min_length=1",
 }
+#: Lists whose items Kubernetes requires to be unique by a key (its own validation code does,
+#: not only the OpenAPI markers): checked by the models, and marked ``x-kubernetes-list-type:
+#: map`` in the CRD so that the API server checks them too. (``env`` is a list-map in the
+#: OpenAPI document but duplicate names are allowed in a Pod, so it is not here.)
+UNIQUE_BY = {
+    ("io.k8s.api.core.v1.PodSpec", "containers"): "name",
+    ("io.k8s.api.core.v1.PodSpec", "initContainers"): "name",
+    ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers"): "name",
+    ("io.k8s.api.core.v1.PodSpec", "volumes"): "name",
+}
 DEFAULT_VERSION = "v1.37.2"
 OUT = Path(__file__).resolve().parents[1] / "src" / "dask_crds" / "k8s" / "__init__.py"
 RESERVED = set(dir(BaseModel))
@@ -151,7 +161,7 @@ class Generator:
             "",
             "from __future__ import annotations",
             "",
-            "from typing import Any, Final",
+            "from typing import Annotated, Any, Final",
             "",
             "from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr",
             "",
@@ -162,6 +172,7 @@ class Generator:
             "    MicroTime,",
             "    Quantity,",
             "    Time,",
+            "    unique_by,",
             ")",
             "",
             f"KUBERNETES_VERSION: Final = {version!r}",
@@ -187,6 +198,9 @@ class Generator:
                 typ = self.type_of(prop)
                 desc = prop.get("description", "")
                 args = []
+                unique = UNIQUE_BY.get((full, prop_name))
+                if unique:
+                    typ = f"Annotated[{typ}, unique_by({unique!r})]"
                 if prop_name not in required:
                     typ = f"{typ} | None"
                     args.append("None")
@@ -196,6 +210,12 @@ class Generator:
                     args.append(EXTRA_FIELD_ARGS[full, prop_name])
                 if desc:
                     args.append(f"description={desc!r}")
+                if unique:
+                    extra = {
+                        "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": [unique],
+                    }
+                    args.append(f"json_schema_extra={extra!r}")
                 lines.append(f"    {attr}: {typ} = Field({', '.join(args)})")
         lines.append("")
         return "\n".join(lines)

@@ -10,7 +10,9 @@ import yaml
 from dask_crds import constants as c
 from dask_crds import crd
 
-CHART_CRDS = Path(__file__).resolve().parents[3] / "charts" / "dask-kubernetes-operator" / "crds"
+CHART_CRDS = (
+    Path(__file__).resolve().parents[3] / "charts" / "dask-kubernetes-operator" / "files" / "crds"
+)
 
 
 def _nodes(schema: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:

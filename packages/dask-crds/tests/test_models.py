@@ -90,6 +90,14 @@ def test_defaults_live_in_the_models() -> None:
     assert "replicas" not in spec.model_dump(by_alias=True, exclude_unset=True)
 
 
+def test_job_backoff_default() -> None:
+    doc = load(Path(__file__).parent / "fixtures/valid/001-simple-job.yaml")
+    job = models.DaskJob.model_validate(doc)
+    assert job.spec.effective_backoff_limit() == models.DEFAULT_BACKOFF_LIMIT
+    doc["spec"]["backoffLimit"] = 0
+    assert models.DaskJob.model_validate(doc).spec.effective_backoff_limit() == 0
+
+
 def test_autoscaler_helpers() -> None:
     spec = models.DaskAutoscalerSpec.model_validate({"cluster": "c", "minimum": 1, "maximum": 5})
     assert spec.target_worker_group() == "c-default"

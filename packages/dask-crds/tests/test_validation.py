@@ -91,3 +91,47 @@ def test_stream_with_broken_yaml() -> None:
 def test_problem_str() -> None:
     assert str(validation.Problem("spec.x", "bad")) == "spec.x: bad"
     assert str(validation.Problem("spec.x", "odd", "warning")) == "spec.x: warning: odd"
+
+
+def _group_with(container: dict[str, object]) -> dict[str, object]:
+    return {
+        "apiVersion": "kubernetes.dask.org/v1",
+        "kind": "DaskWorkerGroup",
+        "metadata": {"name": "g"},
+        "spec": {"cluster": "c", "worker": {"spec": {"containers": [container]}}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("container", "path", "severity"),
+    [
+        # A field of the enclosing object, one level too deep: Kubernetes drops it; a warning.
+        (
+            {"name": "w", "readinessProbe": {"tcpSocket": {"port": 1, "periodSeconds": 3}}},
+            "spec.worker.spec.containers[0].readinessProbe.tcpSocket.periodSeconds",
+            "warning",
+        ),
+        (
+            {"name": "w", "ports": [{"containerPort": 1, "image": "x"}]},
+            "spec.worker.spec.containers[0].ports[0].image",
+            "warning",
+        ),
+        # Two levels too deep, or not a field anywhere near: an error.
+        (
+            {"name": "w", "readinessProbe": {"tcpSocket": {"port": 1, "image": "x"}}},
+            "spec.worker.spec.containers[0].readinessProbe.tcpSocket.image",
+            "error",
+        ),
+        (
+            {"name": "w", "resources": {"limit": {"cpu": 1}}},
+            "spec.worker.spec.containers[0].resources.limit",
+            "error",
+        ),
+    ],
+)
+def test_misplaced_kubernetes_fields(
+    container: dict[str, object], path: str, severity: str
+) -> None:
+    resource, problems = validation.check(_group_with(container))
+    assert [(p.path, p.severity) for p in problems] == [(path, severity)]
+    assert (resource is None) == (severity == "error")

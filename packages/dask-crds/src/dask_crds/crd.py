@@ -1,7 +1,7 @@
 """CustomResourceDefinitions generated from the models.
 
 :func:`crd` returns the CRD of one kind as a dict; :func:`render` the YAML text committed under
-``charts/dask-kubernetes-operator/crds/`` (``dask-crds generate`` writes it). The schemas are
+``charts/dask-kubernetes-operator/files/crds/`` (``dask-crds generate`` writes it). The schemas are
 structural: every node has a ``type``, no ``$ref``, int-or-string marked with
 ``x-kubernetes-int-or-string``, maps as ``additionalProperties``, no defaults (what a user sends
 is what is stored), descriptions kept for ``kubectl explain``.

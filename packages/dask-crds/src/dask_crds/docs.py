@@ -31,7 +31,7 @@ _INTRO: Final = f"""\
 
 The Dask operator adds four namespaced kinds to the API group `{c.GROUP}`, version
 `{c.VERSION}`. Their CRDs are generated from the pydantic models of `dask_crds.models` and
-shipped in `charts/dask-kubernetes-operator/crds/`.
+shipped in `charts/dask-kubernetes-operator/files/crds/`.
 
 | Kind | Short names | What it creates |
 |---|---|---|
@@ -43,6 +43,15 @@ worker Pods `<group>-worker-<suffix>` |
 DaskCluster `<job>` and runner Pod `<job>-runner` |
 | DaskAutoscaler | {", ".join(f"`{n}`" for n in crd.SHORT_NAMES["DaskAutoscaler"])} | \
 nothing; it writes `spec.worker.replicas` of one worker group |
+
+Install or upgrade them with server-side apply (Helm installs `crds/` only on first install and
+never upgrades them; the schemas embed PodSpecs and are too large for client-side apply's
+last-applied annotation):
+
+```console
+$ kubectl apply --server-side -f charts/dask-kubernetes-operator/files/crds/
+$ dask-crds generate | kubectl apply --server-side -f -     # the same, from the package
+```
 
 All four are in the category `dask` (`kubectl get dask`) and have the `status` subresource.
 DaskCluster and DaskWorkerGroup also have the `scale` subresource (`kubectl scale`,

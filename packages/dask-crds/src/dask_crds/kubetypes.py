@@ -15,7 +15,7 @@ import math
 import re
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, PlainValidator, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 #: The grammar of a Kubernetes resource quantity (k8s.io/apimachinery/pkg/api/resource).
@@ -56,6 +56,29 @@ def _quantity(value: Any) -> int | str:
         "expected a quantity (a number or a string such as '32Gi'), got {got}",
         {"got": type(value).__name__},
     )
+
+
+def unique_by(key: str) -> AfterValidator:
+    """A list validator: no two items have the same ``key`` (as for a Pod's container names).
+
+    Goes with ``x-kubernetes-list-type: map`` in the schema, which makes the API server check the
+    same and merge such lists item by item under server-side apply.
+    """
+
+    def check(items: list[Any]) -> list[Any]:
+        seen: dict[Any, int] = {}
+        for index, item in enumerate(items):
+            value = getattr(item, key, None)
+            if value in seen:
+                raise PydanticCustomError(
+                    "duplicate_key",
+                    "items [{first}] and [{index}] have the same {key} {value}: it must be unique",
+                    {"first": seen[value], "index": index, "key": key, "value": repr(value)},
+                )
+            seen[value] = index
+        return items
+
+    return AfterValidator(check)
 
 
 IntOrString = Annotated[

@@ -40,6 +40,7 @@ NAME_LIMITS: Final[dict[c.Kind, int]] = {
 }
 
 DEFAULT_REPLICAS: Final = 1
+DEFAULT_BACKOFF_LIMIT: Final = 6
 DEFAULT_SCALE_UP_WINDOW_SECONDS: Final = 0
 DEFAULT_SCALE_DOWN_WINDOW_SECONDS: Final = 60
 
@@ -250,7 +251,9 @@ class DaskJobSpec(DaskModel):
     backoff_limit: NonNegativeInt | None = Field(
         None,
         alias="backoffLimit",
-        description="Retries of a failed runner before the job is Failed (default 0).",
+        description="Runner pods that may fail (restartPolicy Never, evictions) before the job is "
+        f"Failed (default {DEFAULT_BACKOFF_LIMIT}, as for a Kubernetes Job). With the runner's "
+        "default restartPolicy OnFailure, the kubelet restarts a failing runner in place.",
     )
     active_deadline_seconds: Annotated[StrictInt, Field(ge=1)] | None = Field(
         None,
@@ -266,6 +269,10 @@ class DaskJobSpec(DaskModel):
         None,
         description="When true, nothing is created (or what runs is stopped) until set to false.",
     )
+
+    def effective_backoff_limit(self) -> int:
+        """``backoffLimit`` with the default applied."""
+        return DEFAULT_BACKOFF_LIMIT if self.backoff_limit is None else self.backoff_limit
 
 
 class DaskJobStatus(CommonStatus):

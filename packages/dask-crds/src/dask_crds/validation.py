@@ -256,19 +256,19 @@ def _unknown_field(root: type[BaseModel], loc: list[int | str], value: Any) -> P
     if close:
         hint = f"; did you mean {close[0]!r}?"
     if issubclass(owner, K8sModel):
-        # A field of an enclosing Kubernetes object, indented one level too deep.
-        for depth in range(len(chain) - 2, -1, -1):
-            outer = chain[depth]
-            if outer is None or not issubclass(outer, K8sModel):
-                break
-            if key in _aliases(outer):
-                where = format_path(loc[:depth]) or "the document"
-                return Problem(
-                    path,
-                    f"unknown field of {owner.__name__}; Kubernetes drops it. {key!r} is a field "
-                    f"of {outer.__name__} at {where}: check the indentation",
-                    "warning",
-                )
+        # A field of the enclosing Kubernetes object, indented one level too deep.
+        depth = len(chain) - 2
+        if depth >= 0 and chain[depth] is None:
+            depth -= 1  # the owner is an item of a list: look at the object holding the list
+        outer = chain[depth] if depth >= 0 else None
+        if outer is not None and issubclass(outer, K8sModel) and key in _aliases(outer):
+            where = format_path(loc[:depth]) or "the document"
+            return Problem(
+                path,
+                f"unknown field of {owner.__name__}; Kubernetes drops it. {key!r} is a field "
+                f"of {outer.__name__} at {where}: check the indentation",
+                "warning",
+            )
         known = "" if hint else f"; known fields: {_short_list(allowed)}"
         return Problem(
             path,
