@@ -254,6 +254,99 @@ def test_unschedulable_scheduler(kubectl: Kubectl, namespace: str) -> None:
     _until("cluster cleaned up", lambda: _clusters(kubectl, namespace) == [])
 
 
+def _mark_scheduler_ready(kubectl: Kubectl, ns: str, pod: str) -> None:
+    """Play the kubelet for a control plane without a node: report the pod Running and Ready."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = {
+        "status": {
+            "phase": "Running",
+            "podIP": "10.244.0.99",
+            "conditions": [
+                {"type": cond, "status": "True", "lastTransitionTime": now}
+                for cond in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+            ],
+        }
+    }
+    kubectl(
+        "patch", "pod", pod, "-n", ns, "--subresource=status", "--type=merge",
+        "-p", json.dumps(status),
+    )  # fmt: skip
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("kubeconfig_env", "controller")
+async def test_lifecycle_on_the_real_api_with_a_local_scheduler(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    """Everything but the pods' processes is real: CRDs, API server, controller. The scheduler
+    is a local Dask scheduler reached with ``scheduler_address``; the test reports the scheduler
+    pod Ready as a kubelet would. Needs no node."""
+    import asyncio
+
+    from distributed import Scheduler
+
+    async def kubelet() -> None:
+        def scheduler_pod_exists() -> bool:
+            result = kubectl("get", "pod", "life-scheduler", "-n", namespace, check=False)
+            return result.returncode == 0
+
+        await asyncio.to_thread(_until, "the scheduler pod", scheduler_pod_exists)
+        await asyncio.to_thread(_mark_scheduler_ready, kubectl, namespace, "life-scheduler")
+
+    async with Scheduler(host="127.0.0.1", port=0, dashboard_address=":0") as scheduler:
+        marker = asyncio.ensure_future(kubelet())
+        cluster = await KubeCluster(
+            name="life",
+            n_workers=1,
+            asynchronous=True,
+            scheduler_address=scheduler.address,
+            resource_timeout=WAIT,
+            **_kw(namespace),
+        )
+        await marker
+        try:
+            assert cluster.scheduler_address == scheduler.address
+            assert cluster.shutdown_on_close is True
+            assert cluster.worker_groups == {"life-default": 1}
+
+            await cluster.scale(2)
+            group = _json(kubectl, "get", "daskworkergroup", "life-default", "-n", namespace)
+            assert group["spec"]["worker"]["replicas"] == 2
+            dc = _json(kubectl, "get", "daskcluster", "life", "-n", namespace)
+            assert dc["spec"]["worker"]["replicas"] == 2
+
+            await cluster.adapt(minimum=1, maximum=3)
+            scaler = _json(kubectl, "get", "daskautoscaler", "life", "-n", namespace)
+            assert scaler["spec"] == {"cluster": "life", "minimum": 1, "maximum": 3}
+            await cluster.scale(1)
+            gone = kubectl("get", "daskautoscaler", "life", "-n", namespace, check=False)
+            assert "NotFound" in gone.stderr
+
+            await cluster.add_worker_group("extra", n_workers=1, env={"EXTRA": "1"})
+            extra = _json(kubectl, "get", "daskworkergroup", "life-extra", "-n", namespace)
+            container = extra["spec"]["worker"]["spec"]["containers"][0]
+            assert container["image"] == IMAGE
+            assert {"name": "EXTRA", "value": "1"} in container["env"]
+            await cluster.delete_worker_group("extra")
+            gone = kubectl("get", "daskworkergroup", "life-extra", "-n", namespace, check=False)
+            assert "NotFound" in gone.stderr or "deletionTimestamp" in gone.stdout
+
+            logs = await cluster.get_logs()
+            assert "life-scheduler" in logs
+
+            # a second manager connecting by name does not own the cluster
+            other = await KubeCluster.from_name(
+                "life", namespace=namespace, quiet=True, asynchronous=True,
+                scheduler_address=scheduler.address,
+            )  # fmt: skip
+            assert other.shutdown_on_close is False
+            await other.close()
+            assert _clusters(kubectl, namespace) == ["life"]
+        finally:
+            await cluster.close()
+    assert _clusters(kubectl, namespace) == []
+
+
 # ====================================================================== + node
 
 
