@@ -66,11 +66,20 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict, once per package (sources and tests)."""
-    session.install("mypy>=1.13", "types-PyYAML", *_editable_args("test"))
+    session.install(
+        "mypy>=1.13", "types-PyYAML", "nox>=2024.10", "cryptography>=42",
+        *_editable_args("test"),
+    )  # fmt: skip
     for pkg in PACKAGES:
         base = ROOT / "packages" / pkg
         session.log(f"mypy --strict: {pkg}")
         session.run("mypy", str(base / "src"), str(base / "tests"))
+    session.log("mypy --strict: ci/, cross-package tests, noxfile")
+    # Scripts run on DEFAULT_PYTHON only; the packages above are checked for 3.10.
+    session.run(
+        "mypy", "--python-version", DEFAULT_PYTHON, "ci", "tests", "noxfile.py",
+        env={"PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
 
 
 @nox.session(python=PYTHONS)
@@ -152,10 +161,10 @@ def chart(session: nox.Session) -> None:
 
 def _kubernetes_minors() -> list[str]:
     """Supported Kubernetes minors, newest first, from ci/kubernetes-versions.toml."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10: only the unparametrised `e2e` session
+    if sys.version_info < (3, 11):  # no tomllib: only the unparametrised `e2e` session
         return []
+    import tomllib
+
     with open(ROOT / "ci" / "kubernetes-versions.toml", "rb") as f:
         minors = list(tomllib.load(f)["versions"])
     return sorted(minors, key=lambda m: tuple(int(p) for p in m.split(".")), reverse=True)
@@ -194,9 +203,28 @@ def e2e_k8s(session: nox.Session, k8s: str) -> None:
     _run_e2e(session, k8s)
 
 
+@nox.session(python=DEFAULT_PYTHON)
+def images(session: nox.Session) -> None:
+    """The locally built images: OCI packing, and each image run in a containerd of our own."""
+    session.install("pytest>=8", "pytest-timeout>=2.3", "cryptography>=42")
+    session.run("python", "-m", "pytest", "-q", "ci/images/tests", env={"PYTHONPATH": str(ROOT)})
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def demo(session: nox.Session) -> None:
+    """The main job: local Kubernetes, the operator via Helm, a Dask cluster via KubeCluster.
+
+    `nox -s demo` brings everything up and computes; `nox -s demo -- down` tears it down.
+    """
+    session.install(*_editable_args(), "cryptography>=42", "tomli>=2; python_version < '3.11'")
+    session.run("python", "-m", "ci.demo", *session.posargs, env={"PYTHONPATH": str(ROOT)})
+
+
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """What CI runs: every check, each as its own session."""
     checks = ["lint", "typecheck", "layers", "crds", "chart", "build"]
-    for name in [*checks, *(f"unit-{p}" for p in PYTHONS)]:
+    # e2e last: it needs the most time, and a failure of a fast check shows first.
+    # e2e installs containerd and runc (Debian) for the node, which the images tests then use.
+    for name in [*checks, *(f"unit-{p}" for p in PYTHONS), "e2e", "images"]:
         session.notify(name)

@@ -136,3 +136,17 @@ def test_throwaway_containerd_is_isolated(tmp_path: Path) -> None:
     assert c.address == str(tmp_path / "containerd.sock")
     assert f'address = "{c.address}"' in text
     assert "/run/containerd" not in text
+
+
+def test_step_keeps_the_most_recently_used_results(tmp_path: Path) -> None:
+    for i, key in enumerate(["a", "b", "c"]):
+        step = recipes.Step(tmp_path, "kind", key)
+        step.begin()
+        step.finish({})
+        os.utime(step.dir / "used", (1000 + i, 1000 + i))
+    (tmp_path / "kind" / "crashed").mkdir()
+    assert recipes.Step(tmp_path, "kind", "a").done  # "a" is now the most recently used
+    recipes.Step(tmp_path, "kind", "d").begin()
+    left = sorted(p.name for p in (tmp_path / "kind").iterdir())
+    assert left == ["a", "c", "d"]
+    assert recipes.KEEP_PER_STEP == 3

@@ -39,6 +39,17 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not true or false")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the operator needs to know that is not in a custom resource."""
@@ -51,6 +62,10 @@ class Settings:
     worker_allocation_delay: float = 0.0
     #: Timeout in seconds for each call to a Dask scheduler.
     scheduler_timeout: float = 10.0
+    #: Post Kubernetes Events about Dask resources (chart: events.enabled).
+    post_events: bool = True
+    #: A reconcile loop with no finished pass for this long fails the liveness probe.
+    liveness_max_age: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,4 +76,6 @@ class Settings:
             worker_allocation_size=_int(env, "DASK_OPERATOR_WORKER_ALLOCATION_SIZE", 10, 1),
             worker_allocation_delay=_float(env, "DASK_OPERATOR_WORKER_ALLOCATION_DELAY", 0.0, 0.0),
             scheduler_timeout=_float(env, "DASK_OPERATOR_SCHEDULER_TIMEOUT", 10.0, 0.1),
+            post_events=_bool(env, "DASK_OPERATOR_EVENTS", True),
+            liveness_max_age=_float(env, "DASK_OPERATOR_LIVENESS_MAX_AGE", 300.0, 30.0),
         )

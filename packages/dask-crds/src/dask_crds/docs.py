@@ -44,9 +44,9 @@ DaskCluster `<job>` and runner Pod `<job>-runner` |
 | DaskAutoscaler | {", ".join(f"`{n}`" for n in crd.SHORT_NAMES["DaskAutoscaler"])} | \
 nothing; it writes `spec.worker.replicas` of one worker group |
 
-Install or upgrade them with server-side apply (Helm installs `crds/` only on first install and
-never upgrades them; the schemas embed PodSpecs and are too large for client-side apply's
-last-applied annotation):
+The Helm chart installs and upgrades them (as templates, see [installing](installing.md)). To
+manage them yourself, use server-side apply: the schemas embed PodSpecs and are too large for
+client-side apply's last-applied annotation.
 
 ```console
 $ kubectl apply --server-side -f charts/dask-kubernetes-operator/files/crds/
