@@ -1,3 +1,5 @@
+# distributed's Client is not annotated.
+# mypy: disable-error-code="no-untyped-call"
 """KubeCluster against a real Kubernetes API (fixtures ``k8s_kubeconfig`` and ``kubectl``).
 
 Three tiers, each skipping with its reason when what it needs is missing:
@@ -31,7 +33,7 @@ pytest.importorskip("dask_kubecluster", reason="dask-kubecluster is not installe
 
 from distributed import Client
 
-import dask_kubecluster.kube as kube_module
+import dask_crds.constants as crd_constants
 from dask_kubecluster import (
     ClusterNotFoundError,
     CRDNotInstalledError,
@@ -208,7 +210,7 @@ def test_invalid_arguments_create_nothing(kubectl: Kubectl, namespace: str) -> N
 @pytest.mark.usefixtures("crds", "kubeconfig_env")
 def test_crds_missing(kubectl: Kubectl, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real 404 from API discovery: the client looks for a group no CRD provides."""
-    monkeypatch.setattr(kube_module.c, "GROUP", "not-installed.dask.org")
+    monkeypatch.setattr(crd_constants, "GROUP", "not-installed.dask.org")
     with pytest.raises(CRDNotInstalledError, match="The DaskCluster CRD is not installed"):
         KubeCluster(name="nocrd", **_kw(namespace))
     monkeypatch.undo()
