@@ -1,0 +1,273 @@
+"""The Helm chart installed on the real cluster: CRD install/upgrade/keep, the operator as a pod
+under the chart's own RBAC, single-namespace mode, and a clean uninstall.
+
+The CRD part needs only the control plane. The operator part needs a Ready node: the operator
+image is built from this checkout and imported into the node's containerd (no registry).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+if TYPE_CHECKING:
+    from ci.localk8s.pytest_plugin import Kubectl
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "dask-kubernetes-operator"
+REFERENCE = ROOT / "packages" / "dask-controller" / "tests" / "manifests" / "simple-cluster.yaml"
+CRDS = [
+    "daskclusters.kubernetes.dask.org",
+    "daskworkergroups.kubernetes.dask.org",
+    "daskjobs.kubernetes.dask.org",
+    "daskautoscalers.kubernetes.dask.org",
+]
+WAIT = 240.0
+
+Helm = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(1.0)  # polling interval of a condition wait, not synchronisation
+
+
+def _json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(kubectl(*args, "-o", "json").stdout)
+    return out
+
+
+def _ready_node(kubectl: Kubectl) -> bool:
+    for node in _json(kubectl, "get", "nodes")["items"]:
+        for cond in node.get("status", {}).get("conditions", []):
+            if cond.get("type") == "Ready" and cond.get("status") == "True":
+                return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def helm(k8s_kubeconfig: Path) -> Helm:
+    from ci.localk8s import paths, versions
+
+    binary = paths.bin_dir(versions.select().kubernetes) / "helm"
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: run `python -m ci.localk8s build --only helm`")
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": str(k8s_kubeconfig)}
+        out = subprocess.run(
+            [str(binary), *args], capture_output=True, text=True, env=env, timeout=600
+        )
+        if check and out.returncode != 0:
+            pytest.fail(f"helm {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+        return out
+
+    return run
+
+
+def _adopt_existing_crds(kubectl: Kubectl, release: str, namespace: str) -> None:
+    """Let the release take over CRDs another test applied (Helm's documented adoption)."""
+    for crd in CRDS:
+        if kubectl("get", "crd", crd, check=False).returncode != 0:
+            continue
+        kubectl(
+            "annotate", "crd", crd, "--overwrite",
+            f"meta.helm.sh/release-name={release}",
+            f"meta.helm.sh/release-namespace={namespace}",
+        )  # fmt: skip
+        kubectl("label", "crd", crd, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+
+
+@pytest.fixture
+def release(kubectl: Kubectl, helm: Helm) -> Iterator[tuple[str, str]]:
+    """A release name and namespace; uninstalled (and the namespace deleted) afterwards."""
+    suffix = uuid.uuid4().hex[:6]
+    name, namespace = f"dask-op-{suffix}", f"dask-op-{suffix}"
+    _adopt_existing_crds(kubectl, name, namespace)
+    yield name, namespace
+    helm("uninstall", name, "-n", namespace, "--wait", check=False)
+    kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespaces(kubectl: Kubectl) -> Iterator[Callable[[], str]]:
+    made: list[str] = []
+
+    def make() -> str:
+        ns = f"dask-chart-{uuid.uuid4().hex[:6]}"
+        kubectl("create", "namespace", ns)
+        made.append(ns)
+        return ns
+
+    yield make
+    for ns in made:
+        kubectl("delete", "daskclusters", "--all", "-n", ns, "--wait=false", check=False)
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_crds_install_upgrade_and_survive_uninstall(
+    kubectl: Kubectl, helm: Helm, release: tuple[str, str], tmp_path: Path
+) -> None:
+    name, namespace = release
+    # No operator pod is needed to check what Helm does with the CRDs.
+    helm(
+        "install",
+        name,
+        str(CHART),
+        "-n",
+        namespace,
+        "--create-namespace",
+        "--set",
+        "replicaCount=0",
+    )
+    for crd in CRDS:
+        meta = _json(kubectl, "get", "crd", crd)["metadata"]
+        assert meta["annotations"]["meta.helm.sh/release-name"] == name
+        assert meta["annotations"]["helm.sh/resource-policy"] == "keep"
+
+    # A chart whose DaskCluster CRD gained a printer column: `helm upgrade` must apply it.
+    changed = tmp_path / "chart"
+    shutil.copytree(CHART, changed)
+    crd_file = changed / "files" / "crds" / "daskcluster.yaml"
+    crd = yaml.safe_load(crd_file.read_text())
+    column = {"name": "UpgradeCheck", "type": "string", "jsonPath": ".metadata.uid"}
+    crd["spec"]["versions"][0].setdefault("additionalPrinterColumns", []).append(column)
+    crd_file.write_text(yaml.safe_dump(crd))
+    helm("upgrade", name, str(changed), "-n", namespace, "--set", "replicaCount=0")
+    live = _json(kubectl, "get", "crd", CRDS[0])["spec"]["versions"][0]
+    assert column in live["additionalPrinterColumns"]
+
+    # Back to the real chart (removes the column again), then uninstall.
+    helm("upgrade", name, str(CHART), "-n", namespace, "--set", "replicaCount=0")
+    live = _json(kubectl, "get", "crd", CRDS[0])["spec"]["versions"][0]
+    assert column not in live.get("additionalPrinterColumns", [])
+    helm("uninstall", name, "-n", namespace, "--wait")
+    for crd_name in CRDS:  # kept: uninstalling the operator never deletes users' resources
+        kubectl("get", "crd", crd_name)
+    left = kubectl(
+        "get", "deploy,sa,role,rolebinding", "-n", namespace,
+        "-l", f"app.kubernetes.io/instance={name}", "-o", "name",
+    ).stdout.strip()  # fmt: skip
+    assert left == ""
+    for kind in ("clusterrole", "clusterrolebinding"):
+        got = kubectl("get", kind, "-l", f"app.kubernetes.io/instance={name}", "-o", "name")
+        assert got.stdout.strip() == ""
+
+
+@pytest.fixture(scope="module")
+def operator_image(kubectl: Kubectl) -> str:
+    """The operator image built from this checkout, imported into the node's containerd."""
+    if not _ready_node(kubectl):
+        pytest.skip("needs a Ready node (kubelet) so that the operator pod runs; none is Ready")
+    from ci.images import build, import_into_containerd
+    from ci.localk8s.node.plugin import node_config
+
+    archive = build(["operator"])[0]
+    import_into_containerd([archive], str(node_config().containerd_socket))
+    tagged = [ref for ref in archive.refs if not ref.endswith(":dev")]
+    return tagged[0] if tagged else archive.refs[0]
+
+
+def _install_operator(helm: Helm, name: str, namespace: str, image: str, *sets: str) -> None:
+    repo, tag = image.rsplit(":", 1)
+    args = ["--set", f"image.name={repo}", "--set", f"image.tag={tag}"]
+    args += ["--set", "image.pullPolicy=Never"]
+    for s in sets:
+        args += ["--set", s]
+    helm(
+        "install", name, str(CHART), "-n", namespace, "--create-namespace",
+        *args, "--wait", "--timeout", "5m",
+    )  # fmt: skip
+
+
+def _apply_reference(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", str(REFERENCE))
+
+
+def _running_pods(kubectl: Kubectl, namespace: str, selector: str) -> list[dict[str, Any]]:
+    pods = _json(kubectl, "get", "pods", "-n", namespace, "-l", selector)["items"]
+    return [
+        p
+        for p in pods
+        if p.get("status", {}).get("phase") == "Running"
+        and all(c.get("ready") for c in p["status"].get("containerStatuses", []))
+    ]
+
+
+def _cluster_ready(kubectl: Kubectl, namespace: str) -> bool:
+    scheduler = _running_pods(kubectl, namespace, "dask.org/component=scheduler")
+    workers = _running_pods(kubectl, namespace, "dask.org/component=worker")
+    want = yaml.safe_load(REFERENCE.read_text())["spec"]["worker"]["replicas"]
+    return len(scheduler) == 1 and len(workers) == want
+
+
+def test_operator_pod_runs_a_reference_cluster(
+    kubectl: Kubectl,
+    helm: Helm,
+    release: tuple[str, str],
+    operator_image: str,
+    namespaces: Callable[[], str],
+) -> None:
+    name, namespace = release
+    _install_operator(helm, name, namespace, operator_image)
+    pods = _json(
+        kubectl, "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={name}"
+    )
+    assert len(pods["items"]) == 1
+    pod = pods["items"][0]
+    assert pod["spec"]["serviceAccountName"] == f"{name}-dask-kubernetes-operator"
+    assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+    users = namespaces()
+    _apply_reference(kubectl, users)
+    _until(
+        "the reference DaskCluster's scheduler and workers running",
+        lambda: _cluster_ready(kubectl, users),
+    )
+
+    kubectl("delete", "daskcluster", "--all", "-n", users, "--wait=true", "--timeout=120s")
+    _until(
+        "every pod of the deleted DaskCluster gone",
+        lambda: not _json(kubectl, "get", "pods", "-n", users)["items"],
+    )
+
+
+def test_single_namespace_mode_leaves_other_namespaces_alone(
+    kubectl: Kubectl,
+    helm: Helm,
+    release: tuple[str, str],
+    operator_image: str,
+    namespaces: Callable[[], str],
+) -> None:
+    name, namespace = release
+    other = namespaces()
+    # Created first: by the time the operator has served its own namespace, it has seen this one.
+    _apply_reference(kubectl, other)
+    _install_operator(
+        helm, name, namespace, operator_image,
+        "rbac.cluster=false", f"kopfArgs={{--namespace={namespace}}}",
+    )  # fmt: skip
+    assert kubectl(
+        "get", "clusterrole", "-l", f"app.kubernetes.io/instance={name}", "-o", "name"
+    ).stdout.strip() == ""  # fmt: skip
+    _apply_reference(kubectl, namespace)
+    _until(
+        "the DaskCluster in the operator's namespace running",
+        lambda: _cluster_ready(kubectl, namespace),
+    )
+    assert _json(kubectl, "get", "pods", "-n", other)["items"] == []
+    assert "status" not in _json(kubectl, "get", "daskcluster", "simple", "-n", other)
+    kubectl("delete", "daskcluster", "--all", "-n", namespace, "--wait=true", "--timeout=120s")
