@@ -1,0 +1,254 @@
+"""kubelet, kube-proxy and CoreDNS: configuration files, identities and processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ClusterInfo, NodeConfig
+from .pki import issue_cert, write_kubeconfig
+from .proc import log, run, start_daemon, stop_daemon
+
+KUBELET = "kubelet"
+KUBE_PROXY = "kube-proxy"
+COREDNS = "coredns"
+KUBELET_HEALTHZ_PORT = 10248
+KUBE_PROXY_HEALTHZ_PORT = 10256
+COREDNS_HEALTH_PORT = 10254
+COREDNS_READY_PORT = 10253
+
+
+def _identity(
+    cfg: NodeConfig, cluster: ClusterInfo, name: str, cn: str, orgs: tuple[str, ...]
+) -> Path:
+    cert, key = cfg.pki_dir / f"{name}.crt", cfg.pki_dir / f"{name}.key"
+    issue_cert(
+        ca_cert=cluster.ca_cert, ca_key=cluster.ca_key, out_cert=cert, out_key=key,
+        common_name=cn, organizations=orgs,
+    )  # fmt: skip
+    kubeconfig = cfg.conf_dir / f"{name}.kubeconfig"
+    write_kubeconfig(
+        kubeconfig, server=cluster.server, ca_cert=cluster.ca_cert, client_cert=cert,
+        client_key=key, user=cn,
+    )  # fmt: skip
+    return kubeconfig
+
+
+# -- kubelet ---------------------------------------------------------------------------------
+
+
+def kubelet_config(cfg: NodeConfig, cluster: ClusterInfo) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        # Serve on the node's InternalIP (127.0.0.1): the apiserver reaches it for logs/exec.
+        "address": cfg.node_ip,
+        "port": 10250,
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": KUBELET_HEALTHZ_PORT,
+        "tlsCertFile": str(cfg.pki_dir / "kubelet-serving.crt"),
+        "tlsPrivateKeyFile": str(cfg.pki_dir / "kubelet-serving.key"),
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True, "cacheTTL": "30s"},
+            "x509": {"clientCAFile": str(cluster.ca_cert)},
+        },
+        "authorization": {"mode": "Webhook"},
+        # The machine has cgroup v1 (hybrid); kubelets >= 1.35 refuse it unless told otherwise.
+        "failCgroupV1": False,
+        "cgroupDriver": "cgroupfs",
+        "cgroupsPerQOS": True,
+        "containerRuntimeEndpoint": f"unix://{cfg.containerd_socket}",
+        "clusterDNS": [cfg.dns_ip],
+        "clusterDomain": cfg.cluster_domain,
+        "resolvConf": str(cfg.resolv_conf),
+        "podCIDR": cfg.pod_cidr,
+        "registerNode": True,
+        "failSwapOn": False,
+        "podLogsDir": str(cfg.pod_logs_dir),
+        # A dev box: do not evict because the disk is fairly full, never garbage-collect the
+        # imported images (they cannot be pulled again).
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "1%",
+            "nodefs.inodesFree": "1%",
+            "imagefs.available": "1%",
+        },
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "serializeImagePulls": False,
+        "maxPods": 110,
+        "rotateCertificates": False,
+        "serverTLSBootstrap": False,
+        "protectKernelDefaults": False,
+        "makeIPTablesUtilChains": False,
+        "localStorageCapacityIsolation": True,
+        "shutdownGracePeriod": "0s",
+        "nodeStatusReportFrequency": "10s",
+        "nodeStatusUpdateFrequency": "5s",
+        "syncFrequency": "10s",
+        "fileCheckFrequency": "10s",
+        "volumeStatsAggPeriod": "30s",
+        "containerLogMaxSize": "10Mi",
+        "containerLogMaxFiles": 2,
+    }
+
+
+def start_kubelet(cfg: NodeConfig, cluster: ClusterInfo) -> None:
+    node = cfg.node_name
+    kubeconfig = _identity(cfg, cluster, "kubelet", f"system:node:{node}", ("system:nodes",))
+    issue_cert(
+        ca_cert=cluster.ca_cert, ca_key=cluster.ca_key,
+        out_cert=cfg.pki_dir / "kubelet-serving.crt", out_key=cfg.pki_dir / "kubelet-serving.key",
+        common_name=f"system:node:{node}", organizations=("system:nodes",),
+        server_ips=(cfg.node_ip,), server_dns=(node, "localhost"),
+    )  # fmt: skip
+    conf = cfg.conf_dir / "kubelet.yaml"
+    conf.write_text(yaml.safe_dump(kubelet_config(cfg, cluster), sort_keys=False))
+    for d in (cfg.kubelet_root, cfg.pod_logs_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    argv: list[str | Path] = [
+        cluster.bin_dir / "kubelet",
+        f"--config={conf}",
+        f"--kubeconfig={kubeconfig}",
+        f"--root-dir={cfg.kubelet_root}",
+        f"--cert-dir={cfg.pki_dir}",
+        f"--hostname-override={node}",
+        f"--node-ip={cfg.node_ip}",
+        "--v=2",
+    ]
+    start_daemon(cfg.pid_dir, KUBELET, argv, cfg.log_dir / "kubelet.log", env=_path_env())
+
+
+def _path_env() -> dict[str, str]:
+    # The kubelet and kube-proxy call mount, iptables, ip, conntrack.
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+# -- kube-proxy ------------------------------------------------------------------------------
+
+
+def kube_proxy_config(cfg: NodeConfig, kubeconfig: Path) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "mode": "iptables",
+        "clusterCIDR": cfg.pod_cidr,
+        "hostnameOverride": cfg.node_name,
+        "bindAddress": "127.0.0.1",
+        "healthzBindAddress": f"127.0.0.1:{KUBE_PROXY_HEALTHZ_PORT}",
+        "metricsBindAddress": "127.0.0.1:10249",
+        # NodePorts only on the bridge address, never on the host's outward interface; no
+        # route_localnet.
+        "nodePortAddresses": [f"{cfg.gateway_ip}/32"],
+        "iptables": {"localhostNodePorts": False, "masqueradeAll": False},
+        # Leave the host's conntrack sysctls alone.
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
+    }
+
+
+def start_kube_proxy(cfg: NodeConfig, cluster: ClusterInfo) -> None:
+    kubeconfig = _identity(cfg, cluster, "kube-proxy", "system:kube-proxy", ())
+    conf = cfg.conf_dir / "kube-proxy.yaml"
+    conf.write_text(yaml.safe_dump(kube_proxy_config(cfg, kubeconfig), sort_keys=False))
+    argv: list[str | Path] = [cluster.bin_dir / "kube-proxy", f"--config={conf}", "--v=2"]
+    start_daemon(cfg.pid_dir, KUBE_PROXY, argv, cfg.log_dir / "kube-proxy.log", env=_path_env())
+
+
+def cleanup_kube_proxy(cfg: NodeConfig, bin_dir: Path | None) -> None:
+    """``kube-proxy --cleanup`` removes its iptables/nftables rules (KUBE-* chains)."""
+    exe = bin_dir / "kube-proxy" if bin_dir else None
+    if exe is None or not exe.is_file():
+        return
+    proc = run([exe, "--cleanup", "--v=0"], check=False, timeout=120)
+    if proc.returncode != 0:
+        log(f"kube-proxy --cleanup exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+
+
+# -- CoreDNS ---------------------------------------------------------------------------------
+
+RBAC = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: dask-k8s:coredns
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: dask-k8s:coredns
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: dask-k8s:coredns
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: dask-k8s:coredns
+"""
+
+
+def corefile(cfg: NodeConfig, kubeconfig: Path) -> str:
+    """Cluster zones from the API; every other name is answered NXDOMAIN locally (no forward)."""
+    dom = cfg.cluster_domain
+    return f"""\
+{dom}:53 in-addr.arpa:53 ip6.arpa:53 {{
+    bind {cfg.dns_ip}
+    errors
+    health 127.0.0.1:{COREDNS_HEALTH_PORT}
+    ready 127.0.0.1:{COREDNS_READY_PORT}
+    kubernetes {dom} in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig} default
+        pods insecure
+        ttl 5
+    }}
+    loadbalance
+}}
+.:53 {{
+    bind {cfg.dns_ip}
+    errors
+    # No upstream: names outside the cluster never leave this machine.
+    template ANY ANY {{
+        rcode NXDOMAIN
+    }}
+}}
+"""
+
+
+def start_coredns(cfg: NodeConfig, cluster: ClusterInfo) -> None:
+    kubeconfig = _identity(cfg, cluster, "coredns", "dask-k8s:coredns", ())
+    run(
+        [
+            cluster.bin_dir / "kubectl",
+            f"--kubeconfig={cluster.admin_kubeconfig}",
+            "apply",
+            "-f",
+            "-",
+        ],
+        input_text=RBAC,
+    )
+    conf = cfg.conf_dir / "Corefile"
+    conf.write_text(corefile(cfg, kubeconfig))
+    argv: list[str | Path] = [cfg.coredns_bin, "-conf", conf]
+    start_daemon(cfg.pid_dir, COREDNS, argv, cfg.log_dir / "coredns.log")
+
+
+def stop_all(cfg: NodeConfig) -> None:
+    for name in (COREDNS, KUBE_PROXY, KUBELET):
+        stop_daemon(cfg.pid_dir, name, timeout=30)
