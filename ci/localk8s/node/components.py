@@ -62,7 +62,7 @@ def kubelet_config(cfg: NodeConfig, cluster: ClusterInfo) -> dict[str, Any]:
         "cgroupDriver": "cgroupfs",
         "cgroupsPerQOS": True,
         "containerRuntimeEndpoint": f"unix://{cfg.containerd_socket}",
-        "clusterDNS": [cfg.dns_ip],
+        "clusterDNS": [cfg.cluster_dns],
         "clusterDomain": cfg.cluster_domain,
         "resolvConf": str(cfg.resolv_conf),
         "podCIDR": cfg.pod_cidr,
@@ -231,18 +231,47 @@ def corefile(cfg: NodeConfig, kubeconfig: Path) -> str:
 """
 
 
+def kube_dns_service(cfg: NodeConfig) -> str:
+    """``kube-system/kube-dns`` at ``cluster_dns`` without a selector, and its EndpointSlice
+    naming CoreDNS on the host (the bridge gateway)."""
+    ports = [("dns", "UDP"), ("dns-tcp", "TCP")]
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kube-dns",
+            "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"},
+        },
+        "spec": {
+            "clusterIP": cfg.cluster_dns,
+            "ports": [{"name": n, "protocol": p, "port": 53, "targetPort": 53} for n, p in ports],
+        },
+    }
+    eps = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kube-dns-host",
+            "namespace": "kube-system",
+            "labels": {
+                "kubernetes.io/service-name": "kube-dns",
+                "endpointslice.kubernetes.io/managed-by": "dask-k8s-node",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": [cfg.dns_ip], "conditions": {"ready": True}, "nodeName": cfg.node_name}
+        ],
+        "ports": [{"name": n, "protocol": p, "port": 53} for n, p in ports],
+    }
+    return "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in (svc, eps))
+
+
 def start_coredns(cfg: NodeConfig, cluster: ClusterInfo) -> None:
     kubeconfig = _identity(cfg, cluster, "coredns", "dask-k8s:coredns", ())
-    run(
-        [
-            cluster.bin_dir / "kubectl",
-            f"--kubeconfig={cluster.admin_kubeconfig}",
-            "apply",
-            "-f",
-            "-",
-        ],
-        input_text=RBAC,
-    )
+    kubectl = [cluster.bin_dir / "kubectl", f"--kubeconfig={cluster.admin_kubeconfig}"]
+    run([*kubectl, "apply", "-f", "-"], input_text=f"{RBAC}---\n{kube_dns_service(cfg)}")
     conf = cfg.conf_dir / "Corefile"
     conf.write_text(corefile(cfg, kubeconfig))
     argv: list[str | Path] = [cfg.coredns_bin, "-conf", conf]

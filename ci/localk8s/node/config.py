@@ -64,6 +64,9 @@ class NodeConfig:
     pod_supernet: str = "10.244.0.0/16"
     """Blackholed as a whole so a pod address outside our /24 can never take the default route."""
     cluster_domain: str = "cluster.local"
+    cluster_dns: str = "10.96.0.10"
+    """ClusterIP of the ``kube-system/kube-dns`` Service; pods' nameserver. kube-proxy DNATs it
+    to CoreDNS on the host at ``dns_ip`` (the bridge gateway)."""
     bridge: str = "dk8s0"
     fw_chain: str = "DASK-K8S-NODE"
     state_dir: Path = field(
@@ -84,6 +87,7 @@ class NodeConfig:
 
     @property
     def dns_ip(self) -> str:
+        """Where CoreDNS listens: the bridge's address, reachable from pods and the host only."""
         return self.gateway_ip
 
     @property
