@@ -270,7 +270,10 @@ def kube_dns_service(cfg: NodeConfig) -> str:
 
 def start_coredns(cfg: NodeConfig, cluster: ClusterInfo) -> None:
     kubeconfig = _identity(cfg, cluster, "coredns", "dask-k8s:coredns", ())
-    kubectl = [cluster.bin_dir / "kubectl", f"--kubeconfig={cluster.admin_kubeconfig}"]
+    kubectl: list[str | Path] = [
+        cluster.bin_dir / "kubectl",
+        f"--kubeconfig={cluster.admin_kubeconfig}",
+    ]
     run([*kubectl, "apply", "-f", "-"], input_text=f"{RBAC}---\n{kube_dns_service(cfg)}")
     conf = cfg.conf_dir / "Corefile"
     conf.write_text(corefile(cfg, kubeconfig))
