@@ -119,6 +119,48 @@ def layers(session: nox.Session) -> None:
     session.run("pytest", "-q", str(ROOT / "tests" / "layers"))
 
 
+def _kubernetes_minors() -> list[str]:
+    """Supported Kubernetes minors, newest first, from ci/kubernetes-versions.toml."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: only the unparametrised `e2e` session
+        return []
+    with open(ROOT / "ci" / "kubernetes-versions.toml", "rb") as f:
+        minors = list(tomllib.load(f)["versions"])
+    return sorted(minors, key=lambda m: tuple(int(p) for p in m.split(".")), reverse=True)
+
+
+def _run_e2e(session: nox.Session, kubernetes: str | None) -> None:
+    session.install(
+        *_editable_args(),
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "pytest-asyncio>=0.24",
+        "kubernetes_asyncio>=31",
+        "cryptography>=42",
+        "tomli>=2; python_version < '3.11'",
+    )
+    env = {"PYTHONPATH": str(ROOT)}
+    if kubernetes:
+        env["KUBERNETES_VERSION"] = kubernetes
+    # The cold build (10-20 min) happens here, outside pytest's per-test timeout.
+    session.run("python", "-m", "ci.localk8s", "build", env=env)
+    session.run("python", "-m", "pytest", str(ROOT / "tests" / "e2e"), *session.posargs, env=env)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def e2e(session: nox.Session) -> None:
+    """End-to-end tests on a local Kubernetes built from source ($KUBERNETES_VERSION or default)."""
+    _run_e2e(session, os.environ.get("KUBERNETES_VERSION"))
+
+
+@nox.session(name="e2e-k8s", python=DEFAULT_PYTHON)
+@nox.parametrize("k8s", _kubernetes_minors())
+def e2e_k8s(session: nox.Session, k8s: str) -> None:
+    """End-to-end tests on each supported Kubernetes minor: e2e-k8s(k8s='1.36')."""
+    _run_e2e(session, k8s)
+
+
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """What CI runs: every check, each as its own session."""
