@@ -22,26 +22,16 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import pytest
+
+from ci.localk8s.pytest_plugin import Kubectl
 
 T = TypeVar("T")
 IMAGE = "ghcr.io/dask/dask:latest"
 SCHEDULER_PORT = 8786
 pytestmark = pytest.mark.timeout(900)
-
-
-class Kubectl(Protocol):
-    """The ``kubectl`` fixture: ``kubectl(*args, input=None, check=True, timeout=120)``."""
-
-    binary: Path
-    kubeconfig: Path
-
-    def __call__(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]: ...
 
 
 def poll(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from .config import ClusterInfo, NodeConfig
 from .lifecycle import ImageImporter, node_ready, node_status, start_node, stop_node
+from .plugin import down, status, up
 
 __all__ = [
     "ClusterInfo",
     "ImageImporter",
     "NodeConfig",
+    "down",
     "node_ready",
     "node_status",
     "start_node",
+    "status",
     "stop_node",
+    "up",
 ]
