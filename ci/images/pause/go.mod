@@ -1,0 +1,3 @@
+module github.com/dask/dask-kubernetes/ci/images/pause
+
+go 1.26

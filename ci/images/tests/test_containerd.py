@@ -1,0 +1,212 @@
+"""End to end: build the images (cached), import them into a containerd of our own, run them.
+
+Needs root, containerd, ctr and runc (Debian: apt-get install containerd runc). Skipped with the
+reason when they are missing. The containerd started here is a throwaway: its own root, state,
+socket and config under a temporary directory, the CRI plugin disabled; it is stopped at the end.
+Containers run with ``ctr run`` without ``--net-host``: an isolated network namespace, so
+nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from ci.images import build_all, config, import_into_containerd
+from ci.images.build import DASK_ENTRYPOINT, OPERATOR_ENTRYPOINT, ImageArchive
+from ci.images.containerd import Containerd
+
+NS = "k8s.io"
+MISSING = [tool for tool in ("containerd", "ctr", "runc") if shutil.which(tool) is None]
+
+pytestmark = [
+    pytest.mark.containerd,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: containerd, runc, mount, chroot"),
+    pytest.mark.skipif(bool(MISSING), reason=f"missing {MISSING}: apt-get install containerd runc"),
+    # A cold build (debootstrap, pip) takes several minutes; a warm one seconds.
+    pytest.mark.timeout(3600),
+]
+
+DASK_REF = f"{config.DASK_REPOSITORY}:{config.DASK_VERSION}"
+OPERATOR_REF = f"{config.OPERATOR_REPOSITORY}:dev"
+PAUSE_REF = "registry.k8s.io/pause:3.10"
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture(scope="module")
+def archives() -> list[ImageArchive]:
+    return build_all()
+
+
+@pytest.fixture(scope="module")
+def containerd(
+    archives: list[ImageArchive], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Containerd]:
+    # A short path: the socket path must fit in sun_path (108 bytes).
+    workdir = Path(tmp_path_factory.mktemp("ctd", numbered=True))
+    with Containerd(workdir) as c:
+        import_into_containerd(archives, c.address, NS)
+        yield c
+
+
+def _ctr(c: Containerd, *args: str) -> list[str]:
+    return ["ctr", "--address", c.address, "--namespace", NS, *args]
+
+
+def run(
+    c: Containerd,
+    ref: str,
+    *cmd: str,
+    env: Sequence[str] = (),
+    flags: Sequence[str] = (),
+    timeout: float = 180,
+) -> subprocess.CompletedProcess[str]:
+    """``ctr run --rm`` a container to completion; its own network namespace (no --net-host).
+
+    ctr (unlike Kubernetes' ``args``) replaces the image's entrypoint with the command given, so
+    tests that want the entrypoint pass it explicitly (``DASK_ENTRYPOINT``).
+    """
+    cid = f"t{os.getpid()}-{next(_counter)}"
+    args = ["run", "--rm", *flags]
+    for e in env:
+        args += ["--env", e]
+    return subprocess.run(
+        _ctr(c, *args, ref, cid, *cmd), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_all_references_imported(containerd: Containerd, archives: list[ImageArchive]) -> None:
+    out = subprocess.run(
+        _ctr(containerd, "images", "ls", "-q"), check=True, capture_output=True, text=True
+    ).stdout.split()
+    for archive in archives:
+        assert set(archive.refs) <= set(out)
+    assert f"{config.DASK_REPOSITORY}:latest" in out
+    assert "registry.k8s.io/pause:3.6" in out  # containerd 1.6's default sandbox image
+
+
+def test_dask_version(containerd: Containerd) -> None:
+    result = run(containerd, DASK_REF, *DASK_ENTRYPOINT, "dask", "--version")
+    assert result.returncode == 0, result.stderr
+    assert config.DASK_VERSION in result.stdout
+
+
+def test_dask_imports(containerd: Containerd) -> None:
+    code = "import distributed, bokeh, pandas, numpy; print(distributed.__version__)"
+    ref = f"{config.DASK_REPOSITORY}:latest"
+    result = run(containerd, ref, *DASK_ENTRYPOINT, "python", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == config.DASK_VERSION
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["dask-scheduler", "--version"],
+        ["dask-worker", "--version"],
+        ["dask", "scheduler", "--version"],
+        ["dask", "worker", "--version"],
+    ],
+)
+def test_dask_commands_of_the_manifests(containerd: Containerd, cmd: list[str]) -> None:
+    result = run(containerd, DASK_REF, *DASK_ENTRYPOINT, *cmd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert config.DASK_VERSION in result.stdout + result.stderr
+
+
+def test_dask_as_non_root(containerd: Containerd) -> None:
+    # ctr 1.6 has no --user: drop to uid 1000 inside. Files must be world-readable.
+    code = "import os, distributed, bokeh, pandas; print(os.getuid(), distributed.__version__)"
+    cmd = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"]
+    result = run(containerd, DASK_REF, *cmd, *DASK_ENTRYPOINT, "python", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1000", config.DASK_VERSION]
+
+
+def test_extra_packages_without_network_are_logged_and_skipped(containerd: Containerd) -> None:
+    env = [
+        "EXTRA_PIP_PACKAGES=nonexistent-package-for-test",
+        "EXTRA_APT_PACKAGES=curl",
+        "EXTRA_CONDA_PACKAGES=numba",
+        "PIP_DEFAULT_TIMEOUT=5",
+        "EXTRA_PIP_RETRIES=0",
+    ]
+    result = run(
+        containerd, DASK_REF, *DASK_ENTRYPOINT, "python", "-c", "print('started')", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "started"
+    assert "EXTRA_APT_PACKAGES='curl' is NOT installed" in result.stderr
+    assert "EXTRA_CONDA_PACKAGES='numba' is NOT installed" in result.stderr
+    assert "FAILED" in result.stderr
+    assert "Starting WITHOUT them" in result.stderr
+
+
+def test_operator_version_non_root_read_only(containerd: Containerd) -> None:
+    result = run(containerd, OPERATOR_REF, *OPERATOR_ENTRYPOINT, "--version", flags=["--read-only"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("dask-controller ")
+
+
+def test_operator_runs_as_uid_1000(containerd: Containerd) -> None:
+    code = "import os, dask_controller, kopf; print(os.getuid(), os.getgid())"
+    result = run(containerd, OPERATOR_REF, "python", "-c", code, flags=["--read-only"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1000", "1000"]
+
+
+def _wait_for_event(proc: subprocess.Popen[str], needle: str, deadline: float) -> None:
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buf = ""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(fd, 65536).decode(errors="replace")
+        if not chunk:
+            break
+        buf += chunk
+        if any(needle in line for line in buf.splitlines()):
+            return
+    raise TimeoutError(f"no event matching {needle!r}; got: {buf[-2000:]}")
+
+
+def test_pause_stops_on_sigterm(containerd: Containerd) -> None:
+    cid = f"pause{os.getpid()}"
+    events = subprocess.Popen(
+        _ctr(containerd, "events"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        pause = subprocess.Popen(
+            _ctr(containerd, "run", "--rm", PAUSE_REF, cid),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for_event(events, f'/tasks/start {{"container_id":"{cid}"', time.monotonic() + 60)
+            assert pause.poll() is None, "pause exited on its own"
+            subprocess.run(
+                _ctr(containerd, "tasks", "kill", "--signal", "SIGTERM", cid),
+                check=True,
+                timeout=30,
+            )
+            out, err = pause.communicate(timeout=30)
+        finally:
+            if pause.poll() is None:
+                subprocess.run(_ctr(containerd, "tasks", "kill", "-s", "SIGKILL", cid), timeout=30)
+                pause.communicate(timeout=30)
+        assert pause.returncode == 0, out + err
+        assert "shutting down" in out + err
+    finally:
+        events.terminate()
+        events.wait(timeout=30)
