@@ -65,7 +65,6 @@ def kubelet_config(cfg: NodeConfig, cluster: ClusterInfo) -> dict[str, Any]:
         "clusterDNS": [cfg.cluster_dns],
         "clusterDomain": cfg.cluster_domain,
         "resolvConf": str(cfg.resolv_conf),
-        "podCIDR": cfg.pod_cidr,
         "registerNode": True,
         "failSwapOn": False,
         "podLogsDir": str(cfg.pod_logs_dir),

@@ -45,6 +45,11 @@ def node_ready(cluster: ClusterInfo, cfg: NodeConfig) -> bool:
     return False
 
 
+def node_pod_cidr(cluster: ClusterInfo, cfg: NodeConfig) -> str | None:
+    out = _kubectl(cluster, "get", "node", cfg.node_name, "-o", "json", check=False)
+    return json.loads(out).get("spec", {}).get("podCIDR") if out else None
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -100,6 +105,13 @@ def start_node(
     components.start_coredns(cfg, cluster)
     ready = f"node {cfg.node_name} Ready"
     _wait(cfg, ready, components.KUBELET, lambda: node_ready(cluster, cfg), timeout)
+    pod_cidr = wait_for("node podCIDR", lambda: node_pod_cidr(cluster, cfg), timeout=60)
+    if pod_cidr != cfg.pod_cidr:
+        raise RuntimeError(
+            f"node {cfg.node_name} got podCIDR {pod_cidr} from the controller-manager, but the "
+            f"CNI config uses {cfg.pod_cidr}: delete the stale Node object (`kubectl delete node "
+            f"{cfg.node_name}`) or bring the cluster up from scratch"
+        )
     proxy_healthz = f"http://127.0.0.1:{components.KUBE_PROXY_HEALTHZ_PORT}/healthz"
     _wait(
         cfg, "kube-proxy healthz", components.KUBE_PROXY, lambda: _http_ok(proxy_healthz), timeout
