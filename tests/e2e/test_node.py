@@ -248,7 +248,7 @@ def test_pod_egress_is_dropped(kubectl: Kubectl, namespace: str, dask_cluster: s
     assert out.startswith("blocked"), out
 
 
-@pytest.mark.filterwarnings("ignore:Mismatched versions found:UserWarning")
+@pytest.mark.filterwarnings("ignore:Mismatched versions found")
 def test_client_through_port_forward(kubectl: Kubectl, namespace: str, dask_cluster: str) -> None:
     distributed = pytest.importorskip("distributed")
     argv = [

@@ -58,7 +58,10 @@ class ClusterInfo:
 class NodeConfig:
     """Names, addresses and directories of the single node."""
 
-    node_name: str = "dask-k8s-node"
+    node_name: str = "127.0.0.1"
+    """Also the node's ``Hostname`` address, which the apiserver prefers over InternalIP when it
+    dials the kubelet (logs/exec/port-forward): an IP, so that needs no DNS lookup, which could
+    leave the machine (``hack/local-up-cluster.sh`` does the same)."""
     node_ip: str = "127.0.0.1"
     pod_cidr: str = "10.244.0.0/24"
     pod_supernet: str = "10.244.0.0/16"
