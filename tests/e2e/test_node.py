@@ -222,20 +222,21 @@ def test_exec_and_cluster_dns(kubectl: Kubectl, namespace: str, dask_cluster: st
     assert nameservers == ["10.96.0.10"], resolv
 
 
-def test_pod_egress_is_dropped(kubectl: Kubectl, namespace: str, dask_cluster: str) -> None:
-    """A pod's packet to an outside address is dropped on this host (FORWARD chain)."""
-    iptables = shutil.which("iptables")
-    if iptables is None or os.geteuid() != 0:
-        pytest.skip("needs root and iptables to check the host's firewall chain first")
-    # Only send if our DROP chain is in place and first in FORWARD: the packet must not leave.
-    rules = subprocess.run(
-        [iptables, "-w", "5", "-S", "FORWARD"], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    assert rules[1:2] == ["-A FORWARD -j DASK-K8S-NODE"], rules
-    chain = subprocess.run(
-        [iptables, "-w", "5", "-S", "DASK-K8S-NODE"], capture_output=True, text=True, check=True
+def _nft_drop_count(nft: str) -> int:
+    table = subprocess.run(
+        [nft, "list", "table", "inet", "dask_k8s_node"], capture_output=True, text=True, check=True
     ).stdout
-    assert '-i dk8s0 ! -o dk8s0 -m comment --comment "dask-k8s node" -j DROP' in chain, chain
+    assert 'iifname "dk8s0" oifname != "dk8s0"' in table, table
+    return sum(int(n) for n in re.findall(r"counter packets (\d+) bytes \d+ drop", table))
+
+
+def test_pod_egress_is_dropped(kubectl: Kubectl, namespace: str, dask_cluster: str) -> None:
+    """A pod's packet to an outside address is dropped on this host (forward hook)."""
+    nft = shutil.which("nft")
+    if nft is None or os.geteuid() != 0:
+        pytest.skip("needs root and nft to check the host's firewall table first")
+    # Only send if our drop rules are in place: the packet must not leave the machine.
+    before = _nft_drop_count(nft)
     script = (
         "import socket\n"
         "s = socket.socket(); s.settimeout(2)\n"
@@ -245,7 +246,8 @@ def test_pod_egress_is_dropped(kubectl: Kubectl, namespace: str, dask_cluster: s
         "    print('blocked', type(e).__name__)\n"
     )
     out = kubectl("exec", "-n", namespace, dask_cluster, "--", "python", "-c", script).stdout
-    assert out.startswith("blocked"), out
+    assert out.startswith("blocked TimeoutError"), out
+    assert _nft_drop_count(nft) > before
 
 
 @pytest.mark.filterwarnings("ignore:Mismatched versions found")

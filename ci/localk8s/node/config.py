@@ -2,7 +2,7 @@
 
 Everything the node creates lives under our own directories (``NodeConfig.state_dir`` and
 ``NodeConfig.run_dir``) or is a named kernel object we own (the bridge ``NodeConfig.bridge``, the
-iptables chain ``NodeConfig.fw_chain``, blackhole routes for our ranges), so ``stop_node`` can
+nftables table ``NodeConfig.fw_table``, blackhole routes for our ranges), so ``stop_node`` can
 remove exactly what ``start_node`` made and nothing system-wide is disturbed.
 """
 
@@ -23,6 +23,7 @@ HOST_PACKAGES: dict[str, str] = {
     "ctr": "containerd",
     "runc": "runc",
     "iptables": "iptables",
+    "nft": "nftables",
     "ip": "iproute2",
     "conntrack": "conntrack",
     "mount": "mount",
@@ -71,7 +72,8 @@ class NodeConfig:
     """ClusterIP of the ``kube-system/kube-dns`` Service; pods' nameserver. kube-proxy DNATs it
     to CoreDNS on the host at ``dns_ip`` (the bridge gateway)."""
     bridge: str = "dk8s0"
-    fw_chain: str = "DASK-K8S-NODE"
+    fw_table: str = "dask_k8s_node"
+    """nftables table (family inet) holding our forward-hook drop rules."""
     state_dir: Path = field(
         default_factory=lambda: _home_dir("DASK_K8S_NODE_STATE", "~/.local/state/dask-k8s/node")
     )

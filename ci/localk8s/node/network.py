@@ -6,10 +6,10 @@
   more-specific route is the bridge's own /24, so an address outside it can never take the default
   route. kube-proxy DNATs service traffic in PREROUTING/OUTPUT, before routing, so real services
   work.
-* A dedicated filter chain (``DASK-K8S-NODE``), jumped to first from FORWARD, drops anything coming
-  from the bridge or from pod addresses that would be forwarded out of any other interface, and
-  anything still addressed to a service IP. This compensates for ``net.ipv4.ip_forward=1``, which
-  routing pod <-> service <-> pod through the bridge needs.
+* A dedicated nftables table (``inet dask_k8s_node``, base chain on the forward hook) drops
+  anything coming from the bridge or from pod addresses that would be forwarded out of any other
+  interface, and anything still addressed to a service IP. This compensates for
+  ``net.ipv4.ip_forward=1``, which routing pod <-> service <-> pod through the bridge needs.
 * ``bridge-nf-call-iptables=1`` so replies bridged between two pods pass conntrack (un-DNAT).
 
 The previous values of the sysctls we change are saved and restored by ``teardown``.
@@ -70,31 +70,37 @@ def _blackholes(cfg: NodeConfig, cluster: ClusterInfo) -> list[str]:
     return [cfg.pod_supernet, cluster.service_cidr]
 
 
-def _fw_rules(cfg: NodeConfig, cluster: ClusterInfo) -> list[list[str]]:
-    br = cfg.bridge
-    return [
-        ["-i", br, "!", "-o", br, "-j", "DROP"],
-        ["-s", cfg.pod_supernet, "!", "-o", br, "-j", "DROP"],
-        ["-d", cfg.pod_supernet, "!", "-o", br, "-j", "DROP"],
-        ["-d", cluster.service_cidr, "-j", "DROP"],
-    ]
+def firewall_ruleset(cfg: NodeConfig, cluster: ClusterInfo) -> str:
+    """Our own nftables table with a base chain on the forward hook.
+
+    An own table (not rules in iptables' FORWARD chain) cannot be bypassed: in nftables an
+    ``accept`` only ends the base chain it is in, so kube-proxy's or CNI's ``ACCEPT`` rules in
+    ``ip filter FORWARD`` (priority 0) do not undo a ``drop`` here (priority -10), whatever the
+    rule order there.
+    """
+    br, pods, svcs, table = cfg.bridge, cfg.pod_supernet, cluster.service_cidr, cfg.fw_table
+    note = 'comment "dask-k8s node: nothing leaves the machine"'
+    return f"""\
+table inet {table}
+delete table inet {table}
+table inet {table} {{
+    chain forward {{
+        type filter hook forward priority -10; policy accept;
+        iifname "{br}" oifname != "{br}" counter drop {note}
+        ip saddr {pods} oifname != "{br}" counter drop {note}
+        ip daddr {pods} oifname != "{br}" counter drop {note}
+        ip daddr {svcs} counter drop {note}
+    }}
+}}
+"""
 
 
-def _iptables(*args: str, check: bool = True) -> bool:
-    return run(["iptables", "-w", "5", *args], check=check).returncode == 0
+def _ensure_firewall(cfg: NodeConfig, cluster: ClusterInfo) -> None:
+    run(["nft", "-f", "-"], input_text=firewall_ruleset(cfg, cluster))
 
 
-def _ensure_chain(cfg: NodeConfig, cluster: ClusterInfo) -> None:
-    chain = cfg.fw_chain
-    if not _iptables("-t", "filter", "-nL", chain, check=False):
-        _iptables("-t", "filter", "-N", chain)
-    _iptables("-t", "filter", "-F", chain)
-    for rule in _fw_rules(cfg, cluster):
-        _iptables("-t", "filter", "-A", chain, *rule, "-m", "comment", "--comment", "dask-k8s node")
-    # Our jump must come first in FORWARD, before kube-proxy's and CNI's accept rules.
-    while _iptables("-t", "filter", "-D", "FORWARD", "-j", chain, check=False):
-        pass
-    _iptables("-t", "filter", "-I", "FORWARD", "1", "-j", chain)
+def _firewall_present(cfg: NodeConfig) -> bool:
+    return run(["nft", "list", "table", "inet", cfg.fw_table], check=False).returncode == 0
 
 
 def write_cni_config(cfg: NodeConfig) -> Path:
@@ -140,7 +146,7 @@ def setup(cfg: NodeConfig, cluster: ClusterInfo) -> None:
     _ensure_bridge(cfg)
     for cidr in _blackholes(cfg, cluster):
         run(["ip", "route", "replace", "blackhole", cidr])
-    _ensure_chain(cfg, cluster)
+    _ensure_firewall(cfg, cluster)
     _set_sysctls(cfg)
     write_cni_config(cfg)
     write_resolv_conf(cfg)
@@ -167,12 +173,8 @@ def _cleanup_portmap(cfg: NodeConfig) -> None:
 def teardown(cfg: NodeConfig, service_cidr: str | None) -> None:
     """Remove what ``setup`` made (after all pods are gone). Idempotent."""
     _cleanup_portmap(cfg)
-    chain = cfg.fw_chain
-    while _iptables("-t", "filter", "-D", "FORWARD", "-j", chain, check=False):
-        pass
-    if _iptables("-t", "filter", "-nL", chain, check=False):
-        _iptables("-t", "filter", "-F", chain)
-        _iptables("-t", "filter", "-X", chain)
+    if _firewall_present(cfg):
+        run(["nft", "delete", "table", "inet", cfg.fw_table])
     if _link_exists(cfg.bridge):
         run(["ip", "link", "del", cfg.bridge])
     for cidr in (cfg.pod_supernet, service_cidr):
@@ -185,6 +187,6 @@ def status(cfg: NodeConfig) -> dict[str, bool]:
     routes = run(["ip", "route", "show", "type", "blackhole"], check=False).stdout
     return {
         "bridge": _link_exists(cfg.bridge),
-        "firewall": _iptables("-t", "filter", "-C", "FORWARD", "-j", cfg.fw_chain, check=False),
+        "firewall": _firewall_present(cfg),
         "blackhole": f"blackhole {cfg.pod_supernet}" in routes,
     }
