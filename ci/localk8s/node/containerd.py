@@ -8,7 +8,9 @@ shim sockets (their names hash our socket path, so they cannot collide; shims re
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -190,3 +192,41 @@ def _no_running_tasks(cfg: NodeConfig, namespace: str) -> bool:
 
 def stop(cfg: NodeConfig) -> None:
     stop_daemon(cfg.pid_dir, NAME, timeout=30)
+
+
+def _our_shims(cfg: NodeConfig) -> list[int]:
+    """containerd shims started for our socket (found even if containerd itself is gone)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            argv
+            and argv[0].endswith(b"containerd-shim-runc-v2")
+            and (str(cfg.containerd_socket).encode() in argv)
+        ):
+            pids.append(int(proc.name))
+    return pids
+
+
+def kill_leftovers(cfg: NodeConfig) -> None:
+    """After containerd stopped: containers runc still knows under our runc root (e.g. when
+    containerd had died), then the shims that served our socket."""
+    if cfg.runc_root.is_dir():
+        for ns_root in sorted(p for p in cfg.runc_root.iterdir() if p.is_dir()):
+            ids = run(["runc", "--root", ns_root, "list", "-q"], check=False).stdout.split()
+            for cid in ids:
+                run(["runc", "--root", ns_root, "delete", "--force", cid], check=False)
+            if ids:
+                log(f"runc: force-deleted {len(ids)} leftover containers in {ns_root.name}")
+    shims = _our_shims(cfg)
+    for pid in shims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if shims:
+        log(f"killed {len(shims)} leftover shims of {cfg.containerd_socket}")
+        wait_for("leftover shims to exit", lambda: not _our_shims(cfg), timeout=10)

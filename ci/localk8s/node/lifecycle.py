@@ -179,6 +179,7 @@ def stop_node(
     if containerd.is_running(cfg):
         containerd.remove_all_containers(cfg)
     containerd.stop(cfg)
+    containerd.kill_leftovers(cfg)
     _unmount_all(cfg)
     components.cleanup_kube_proxy(cfg, bin_dir)
     network.teardown(cfg, service_cidr)
