@@ -10,9 +10,9 @@ API for the node and CI code::
 
 from __future__ import annotations
 
-from ci.images.build import IMAGES, ImageArchive, build, build_all, list_archives
 from ci.images.config import DASK_VERSION, default_cache_dir
 from ci.images.containerd import import_into_containerd
+from ci.images.recipes import IMAGES, ImageArchive, build, build_all, list_archives
 
 __all__ = [
     "DASK_VERSION",

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ci.images import config
-from ci.images.build import IMAGES, ImageArchive, build, list_archives
 from ci.images.containerd import import_into_containerd
+from ci.images.recipes import IMAGES, ImageArchive, build, list_archives
 
 
 def _size(n: int) -> str:
@@ -59,7 +59,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if not archives:
         print("no image archives to import: python -m ci.images build", file=sys.stderr)
         return 1
-    refs = import_into_containerd(archives, args.address, args.namespace)
+    refs = import_into_containerd(
+        archives, args.address, args.namespace, skip_present=not args.force
+    )
     print(f"imported into {args.address} ({args.namespace}):")
     for ref in refs:
         print(f"  {ref}")
@@ -100,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("import", help="import the built archives into a containerd with ctr")
     p.add_argument("--address", required=True, help="containerd socket")
     p.add_argument("--namespace", default="k8s.io")
+    p.add_argument("--force", action="store_true", help="import even images containerd already has")
     p.add_argument("images", nargs="*", help="only these (default: every built archive)")
     p.set_defaults(func=_cmd_import)
     p = sub.add_parser("list", help="list the built archives")

@@ -31,6 +31,10 @@ PINS: dict[str, str] = {
 #: What the Dask runtime image installs (names of PINS).
 DASK_IMAGE_PACKAGES = ["dask", "distributed", "numpy", "pandas", "bokeh", "pyarrow", "lz4"]
 
+#: The build backend of packages/dask-crds and packages/dask-controller ([build-system] requires;
+#: a test checks they agree), installed once into a cached venv to build their wheels.
+WHEEL_BUILD_REQUIREMENTS = ["hatchling>=1.24", "hatch-vcs>=0.4"]
+
 #: Debian release and the packages of the base root filesystem.
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"

@@ -36,11 +36,12 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	signals := make(chan os.Signal, 8)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
+	// Printed once the handlers are installed: a test can wait for this line.
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "pause: warning: not running as PID 1")
 	}
-	signals := make(chan os.Signal, 8)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
 	for sig := range signals {
 		switch sig {
 		case syscall.SIGCHLD:

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from ci.images import build_all, config, import_into_containerd
-from ci.images.build import DASK_ENTRYPOINT, OPERATOR_ENTRYPOINT, ImageArchive
 from ci.images.containerd import Containerd
+from ci.images.recipes import DASK_ENTRYPOINT, OPERATOR_ENTRYPOINT, ImageArchive
 
 NS = "k8s.io"
 MISSING = [tool for tool in ("containerd", "ctr", "runc") if shutil.which(tool) is None]
@@ -100,7 +100,10 @@ def test_dask_version(containerd: Containerd) -> None:
 
 
 def test_dask_imports(containerd: Containerd) -> None:
-    code = "import distributed, bokeh, pandas, numpy; print(distributed.__version__)"
+    code = (
+        "import distributed, bokeh, pandas, numpy, pyarrow, dask.dataframe;"
+        " print(distributed.__version__)"
+    )
     ref = f"{config.DASK_REPOSITORY}:latest"
     result = run(containerd, ref, *DASK_ENTRYPOINT, "python", "-c", code)
     assert result.returncode == 0, result.stderr
@@ -180,8 +183,9 @@ def _wait_for_event(proc: subprocess.Popen[str], needle: str, deadline: float) -
     raise TimeoutError(f"no event matching {needle!r}; got: {buf[-2000:]}")
 
 
-def test_pause_stops_on_sigterm(containerd: Containerd) -> None:
-    cid = f"pause{os.getpid()}"
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_pause_stops_on_signal(containerd: Containerd, sig: str) -> None:
+    cid = f"pause{os.getpid()}-{sig.lower()}"
     events = subprocess.Popen(
         _ctr(containerd, "events"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -196,7 +200,7 @@ def test_pause_stops_on_sigterm(containerd: Containerd) -> None:
             _wait_for_event(events, f'/tasks/start {{"container_id":"{cid}"', time.monotonic() + 60)
             assert pause.poll() is None, "pause exited on its own"
             subprocess.run(
-                _ctr(containerd, "tasks", "kill", "--signal", "SIGTERM", cid),
+                _ctr(containerd, "tasks", "kill", "--signal", sig, cid),
                 check=True,
                 timeout=30,
             )
@@ -210,3 +214,84 @@ def test_pause_stops_on_sigterm(containerd: Containerd) -> None:
     finally:
         events.terminate()
         events.wait(timeout=30)
+        if events.stdout is not None:
+            events.stdout.close()
+
+
+def test_cli_list_and_import(containerd: Containerd, capsys: pytest.CaptureFixture[str]) -> None:
+    from ci.images.__main__ import main
+
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "ghcr.io/dask/dask:latest" in listed
+    assert main(["import", "--address", containerd.address, "--namespace", NS, "pause"]) == 0
+    captured = capsys.readouterr()
+    assert "registry.k8s.io/pause:3.10" in captured.out
+    assert "pause: already in" in captured.err  # same digest: not imported again
+    args = ["import", "--address", containerd.address, "--namespace", NS, "--force", "pause"]
+    assert main(args) == 0
+    assert "import pause.tar" in capsys.readouterr().err
+
+
+DASHBOARD_CHECK = """
+import urllib.request
+from distributed import Client, LocalCluster
+
+# Everything on the container's own loopback: its network namespace has nothing else.
+with LocalCluster(
+    n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:8787",
+) as cluster, Client(cluster) as client:
+    assert client.submit(lambda x: x + 1, 41).result(timeout=60) == 42
+    with urllib.request.urlopen("http://127.0.0.1:8787/status", timeout=30) as resp:
+        assert resp.status == 200, resp.status
+        assert b"bokeh" in resp.read().lower()
+    print("dashboard ok")
+"""
+
+
+def test_dask_cluster_and_dashboard_inside_the_container(containerd: Containerd) -> None:
+    result = run(containerd, DASK_REF, *DASK_ENTRYPOINT, "python", "-c", DASHBOARD_CHECK)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dashboard ok" in result.stdout
+
+
+def _read_until(proc: subprocess.Popen[bytes], needle: str, deadline: float) -> str:
+    """Read ``proc``'s stderr until a line contains ``needle``; poll with a deadline."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    buf = ""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(fd, 65536).decode(errors="replace")
+        if not chunk:
+            break
+        buf += chunk
+        if needle in buf:
+            return buf
+    raise TimeoutError(f"no {needle!r} in: {buf[-3000:]}")
+
+
+def test_scheduler_stops_on_sigterm_through_tini(containerd: Containerd) -> None:
+    cid = f"sched{os.getpid()}"
+    cmd = [*DASK_ENTRYPOINT, "dask", "scheduler", "--host", "127.0.0.1", "--no-dashboard"]
+    with subprocess.Popen(
+        _ctr(containerd, "run", "--rm", DASK_REF, cid, *cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        try:
+            _read_until(proc, "Scheduler at:", time.monotonic() + 120)
+            subprocess.run(
+                _ctr(containerd, "tasks", "kill", "--signal", "SIGTERM", cid),
+                check=True,
+                timeout=30,
+            )
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                subprocess.run(_ctr(containerd, "tasks", "kill", "-s", "SIGKILL", cid), timeout=30)
+                proc.wait(timeout=30)
+    # tini (PID 1) forwards SIGTERM to the scheduler, which shuts down cleanly and exits 0.
+    assert proc.returncode == 0, proc.returncode

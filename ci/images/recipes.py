@@ -13,7 +13,9 @@ Layers::
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
+import fcntl
 import hashlib
 import json
 import os
@@ -23,7 +25,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,16 +113,20 @@ _IGNORED_NAMES = {
 }
 
 
-def tree_hash(root: Path) -> str:
+def tree_hash(root: Path, exclude_top: Iterable[str] = ()) -> str:
     """Hash of the names, modes and contents of the files under ``root`` (build debris and
-    caches left out)."""
+    caches left out, and the top-level names in ``exclude_top``)."""
     h = hashlib.sha256()
+    top = set(exclude_top)
     for dirpath, dirnames, filenames in os.walk(root):
+        at_top = Path(dirpath) == root
         dirnames[:] = sorted(
-            d for d in dirnames if d not in _IGNORED_NAMES and not d.endswith(".egg-info")
+            d
+            for d in dirnames
+            if d not in _IGNORED_NAMES and not d.endswith(".egg-info") and not (at_top and d in top)
         )
         for name in sorted(filenames):
-            if name.endswith((".pyc", ".pyo")):
+            if name.endswith((".pyc", ".pyo")) or (at_top and name in top):
                 continue
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
@@ -201,9 +207,11 @@ deb {config.DEBIAN_MIRROR} {suite} main
 deb {config.DEBIAN_MIRROR} {suite}-updates main
 deb {config.DEBIAN_SECURITY_MIRROR} {suite}-security main
 EOF
-apt-get update -qq
-apt-get -y -qq -o Dpkg::Options::=--force-confold upgrade >/dev/null
-apt-get -y -qq install --no-install-recommends {" ".join(config.BASE_PACKAGES)} >/dev/null
+# Dpkg::Use-Pty=0: the chroot has no /dev/pts, and apt would complain it cannot open one.
+apt="apt-get -y -qq -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confold"
+$apt update
+$apt upgrade >/dev/null
+$apt install --no-install-recommends {" ".join(config.BASE_PACKAGES)} >/dev/null
 groupadd -g {uid} {name}
 useradd -u {uid} -g {uid} -m -d /home/{name} -s /bin/bash {name}
 chmod 0777 /home/{name}
@@ -282,6 +290,7 @@ def run_stage(
     """Run ``script`` in a chroot on an overlay of ``lowers`` (top first); pack the upper
     directory (what the script changed) into a layer."""
     require_root(f"building {step.kind}")
+    start = time.monotonic()
     step.begin()
     upper = step.dir / "upper"
     with overlay(lowers, upper, step.dir / "work", step.dir / "merged") as merged:
@@ -294,6 +303,7 @@ def run_stage(
                 "if [ -x /opt/venv/bin/pip ]; then /opt/venv/bin/pip freeze --all; fi",
                 capture=True,
             )
+    log(f"{step.kind}: chroot script done in {time.monotonic() - start:.1f}s; packing layer")
     (step.dir / "freeze.txt").write_text(freeze)
     safe_rmtree(step.dir / "merged")
     safe_rmtree(step.dir / "work")
@@ -306,6 +316,7 @@ def run_stage(
         created_by=created_by,
     )
     layer.save_metadata(step.dir / "layer.json")
+    log(f"{step.kind}: layer {layer.size / 1e3:.0f} kB ({layer.digest[:19]})")
     return layer
 
 
@@ -381,6 +392,16 @@ def _write_archive(
 # dask
 
 
+#: distributed dropped the ``dask-scheduler`` and ``dask-worker`` commands (``dask scheduler``
+#: and ``dask worker`` replace them); manifests and KubeCluster still run them, so the image has
+#: them as thin wrappers.
+LEGACY_COMMANDS = {
+    f"dask-{role}": f"#!/bin/sh\n# Old name of `dask {role}`, kept for manifests that use it.\n"
+    f'exec /opt/venv/bin/dask {role} "$@"\n'
+    for role in ("scheduler", "worker")
+}
+
+
 def dask_refs() -> list[str]:
     return [f"{config.DASK_REPOSITORY}:{config.DASK_VERSION}", f"{config.DASK_REPOSITORY}:latest"]
 
@@ -389,11 +410,14 @@ def build_dask(cache: Path, base: Base) -> ImageArchive:
     requirements = _requirements(config.DASK_IMAGE_PACKAGES)
     prepare = PREPARE_SH.read_bytes()
     script = _venv_script(
-        "/opt/venv/bin/pip install -q --no-compile -r /tmp/requirements.txt",
+        "/opt/venv/bin/pip install -q --no-compile -r /tmp/requirements.txt\n"
+        "cp -p /tmp/legacy/* /opt/venv/bin/",
         "/opt/venv/bin/dask --version\n"
+        "/opt/venv/bin/dask-scheduler --version\n"
+        "/opt/venv/bin/dask-worker --version\n"
         "/opt/venv/bin/python -c 'import distributed, bokeh, pandas, numpy'",
     )
-    step = Step(cache, "dask", _hash(base.key, requirements, prepare, script))
+    step = Step(cache, "dask", _hash(base.key, requirements, prepare, script, LEGACY_COMMANDS))
     if step.done:
         log(f"dask: venv layer up to date ({step.key})")
         layer = step.layer
@@ -404,6 +428,8 @@ def build_dask(cache: Path, base: Base) -> ImageArchive:
         def setup(merged: Path) -> None:
             _write(merged / "tmp" / "requirements.txt", requirements)
             _write(merged / "usr" / "bin" / "prepare.sh", prepare, 0o755)
+            for name, text in LEGACY_COMMANDS.items():
+                _write(merged / "tmp" / "legacy" / name, text, 0o755)
 
         layer = run_stage(
             step,
@@ -441,13 +467,42 @@ OPERATOR_PACKAGES = ("dask-crds", "dask-controller")
 
 
 def operator_source_hash(repo: Path = config.REPO_ROOT) -> str:
-    return _hash(*(tree_hash(repo / "packages" / pkg) for pkg in OPERATOR_PACKAGES))
+    """Hash of what goes into the operator's wheels (their tests and the Dockerfile do not)."""
+    return _hash(
+        *(
+            tree_hash(repo / "packages" / pkg, exclude_top=("tests", "Dockerfile"))
+            for pkg in OPERATOR_PACKAGES
+        )
+    )
 
 
-def build_wheels(repo: Path, out: Path) -> list[Path]:
-    """``pip wheel --no-deps`` of the operator's packages from this repository."""
+def wheel_build_python(cache: Path) -> str:
+    """A cached venv with the packages' build backend, so wheels build without downloading it
+    each time (``pip wheel --no-build-isolation``)."""
+    step = Step(cache, "wheel-env", _hash(config.WHEEL_BUILD_REQUIREMENTS, sys.version))
+    python = step.dir / "venv" / "bin" / "python"
+    if step.done:
+        return str(python)
+    log(
+        "operator: creating the wheel build environment: "
+        + " ".join(config.WHEEL_BUILD_REQUIREMENTS)
+    )
+    step.begin()
+    subprocess.run([sys.executable, "-m", "venv", str(step.dir / "venv")], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *config.WHEEL_BUILD_REQUIREMENTS], check=True
+    )
+    step.finish({"requirements": config.WHEEL_BUILD_REQUIREMENTS})
+    return str(python)
+
+
+def build_wheels(repo: Path, out: Path, python: str = sys.executable) -> list[Path]:
+    """``pip wheel --no-deps`` of the operator's packages from this repository. With a
+    ``python`` other than the running one, that environment's build backend is used."""
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out)]
+    cmd = [python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out)]
+    if python != sys.executable:
+        cmd.append("--no-build-isolation")
     cmd += [str(repo / "packages" / pkg) for pkg in OPERATOR_PACKAGES]
     subprocess.run(cmd, check=True)
     wheels = sorted(out.glob("*.whl"))
@@ -494,7 +549,7 @@ def build_operator(cache: Path, base: Base, repo: Path = config.REPO_ROOT) -> Im
         start = time.monotonic()
         log("operator: building wheels of " + ", ".join(OPERATOR_PACKAGES))
         with tempfile.TemporaryDirectory(prefix="dask-k8s-wheels-") as tmp:
-            wheels = build_wheels(repo, Path(tmp))
+            wheels = build_wheels(repo, Path(tmp), wheel_build_python(cache))
             metas = [wheel_requirements(w) for w in wheels]
             ours = {_project_name(n) for n, _, _ in metas}
             requires = sorted(
@@ -648,19 +703,34 @@ def build(names: Iterable[str] = IMAGES, cache_dir: Path | None = None) -> list[
         raise ValueError(f"unknown images {unknown}; known: {IMAGES}")
     archives: list[ImageArchive] = []
     base: Base | None = None
-    for name in wanted:
-        start = time.monotonic()
-        if name == "pause":
-            archives.append(build_pause(cache))
-        else:
-            if base is None:
-                base = build_base(cache)
-            if name == "dask":
-                archives.append(build_dask(cache, base))
+    with _cache_lock(cache):
+        for name in wanted:
+            start = time.monotonic()
+            if name == "pause":
+                archives.append(build_pause(cache))
             else:
-                archives.append(build_operator(cache, base))
-        _timed(f"image {name}")(start)
+                base = base or build_base(cache)
+                if name == "dask":
+                    archives.append(build_dask(cache, base))
+                else:
+                    archives.append(build_operator(cache, base))
+            _timed(f"image {name}")(start)
     return archives
+
+
+@contextlib.contextmanager
+def _cache_lock(cache: Path) -> Iterator[None]:
+    """One build at a time per cache directory (a second one waits for the first)."""
+    with (cache / ".lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another build using {cache}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def build_all(cache_dir: Path | None = None) -> list[ImageArchive]:
