@@ -61,22 +61,31 @@ def _image_digests(cfg: NodeConfig) -> dict[str, str]:
     return {row[0]: row[2] for row in rows if len(row) >= 3}
 
 
+DEFAULT_IMAGES = "pause,dask"
+
+
 def import_local_images(cfg: NodeConfig) -> None:
-    """Build (cached) the images with engineer B's ``ci.images`` and import those containerd does
-    not hold at the same digest. ``DASK_K8S_NODE_IMAGES`` (comma-separated, e.g. ``pause,dask``)
-    restricts which images are built."""
+    """Build (cached) the node's images with ``ci.images`` and import whichever containerd does
+    not hold at the same digest.
+
+    ``DASK_K8S_NODE_IMAGES`` (comma-separated, default ``pause,dask``) names the images built
+    here; archives of other images that are already built (e.g. ``operator`` by
+    ``python -m ci.images build``) are imported too but not rebuilt, which keeps ``up`` fast.
+    """
     images = importlib.import_module("ci.images")
-    wanted = os.environ.get("DASK_K8S_NODE_IMAGES")
-    names = [n.strip() for n in wanted.split(",")] if wanted else list(images.IMAGES)
+    wanted = os.environ.get("DASK_K8S_NODE_IMAGES") or DEFAULT_IMAGES
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
     if "pause" not in names:
         names.append("pause")
-    archives = images.build(names)
+    archives = list(images.build(names))
+    built = {a.name for a in archives}
+    archives += [a for a in images.list_archives() if a.name not in built]
     have = _image_digests(cfg)
     todo = [a for a in archives if any(have.get(ref) != a.manifest_digest for ref in a.refs)]
     if todo:
         images.import_into_containerd(todo, str(cfg.containerd_socket))
     else:
-        log(f"images already in containerd: {', '.join(r for a in archives for r in a.refs)}")
+        log(f"images already in containerd: {', '.join(a.name for a in archives)}")
 
 
 def up(cluster: ControlPlane) -> None:
