@@ -65,21 +65,24 @@ DEFAULT_IMAGES = "pause,dask"
 
 
 def import_local_images(cfg: NodeConfig) -> None:
-    """Build (cached) the node's images with ``ci.images`` and import whichever containerd does
-    not hold at the same digest.
+    """Import the images built by ``ci.images`` that containerd does not hold at the same digest.
 
-    ``DASK_K8S_NODE_IMAGES`` (comma-separated, default ``pause,dask``) names the images built
-    here; archives of other images that are already built (e.g. ``operator`` by
-    ``python -m ci.images build``) are imported too but not rebuilt, which keeps ``up`` fast.
+    Archives already built are used as they are (``python -m ci.images build`` refreshes them);
+    of the images named by ``DASK_K8S_NODE_IMAGES`` (comma-separated, default ``pause,dask``)
+    the missing ones are built here. ``DASK_K8S_NODE_REBUILD_IMAGES=1`` runs the (cached) build
+    for them in any case. Other archives (e.g. ``operator``) are imported if they exist.
     """
     images = importlib.import_module("ci.images")
     wanted = os.environ.get("DASK_K8S_NODE_IMAGES") or DEFAULT_IMAGES
     names = [n.strip() for n in wanted.split(",") if n.strip()]
     if "pause" not in names:
         names.append("pause")
-    archives = list(images.build(names))
+    existing = {a.name: a for a in images.list_archives()}
+    rebuild = os.environ.get("DASK_K8S_NODE_REBUILD_IMAGES") == "1"
+    to_build = [n for n in names if rebuild or n not in existing]
+    archives = list(images.build(to_build)) if to_build else []
     built = {a.name for a in archives}
-    archives += [a for a in images.list_archives() if a.name not in built]
+    archives += [a for name, a in existing.items() if name not in built]
     have = _image_digests(cfg)
     todo = [a for a in archives if any(have.get(ref) != a.manifest_digest for ref in a.refs)]
     if todo:
