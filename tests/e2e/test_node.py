@@ -180,7 +180,7 @@ def dask_cluster(kubectl: Kubectl, namespace: str) -> str:
 
 def test_node_ready(node: dict[str, Any]) -> None:
     addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
-    assert addresses.get("InternalIP") == "127.0.0.1"
+    assert addresses.get("InternalIP") == "10.244.0.1"
     assert node["spec"].get("podCIDR") == "10.244.0.0/24"
     assert not node["spec"].get("taints")
 

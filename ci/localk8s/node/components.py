@@ -43,7 +43,7 @@ def kubelet_config(cfg: NodeConfig, cluster: ClusterInfo) -> dict[str, Any]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        # Serve on the node's InternalIP (127.0.0.1): the apiserver reaches it for logs/exec.
+        # Serve on the node's InternalIP (the bridge gateway): the apiserver reaches it there.
         "address": cfg.node_ip,
         "port": 10250,
         "readOnlyPort": 0,
@@ -83,6 +83,8 @@ def kubelet_config(cfg: NodeConfig, cluster: ClusterInfo) -> dict[str, Any]:
         "rotateCertificates": False,
         "serverTLSBootstrap": False,
         "protectKernelDefaults": False,
+        # No CAP_SYS_RESOURCE here: the kubelet cannot lower its own score (default -999).
+        "oomScoreAdj": 0,
         "makeIPTablesUtilChains": False,
         "localStorageCapacityIsolation": True,
         "shutdownGracePeriod": "0s",
@@ -103,7 +105,7 @@ def start_kubelet(cfg: NodeConfig, cluster: ClusterInfo) -> None:
         ca_cert=cluster.ca_cert, ca_key=cluster.ca_key,
         out_cert=cfg.pki_dir / "kubelet-serving.crt", out_key=cfg.pki_dir / "kubelet-serving.key",
         common_name=f"system:node:{node}", organizations=("system:nodes",),
-        server_ips=(cfg.node_ip,), server_dns=(node, "localhost"),
+        server_ips=(cfg.node_ip, "127.0.0.1"), server_dns=(node, "localhost"),
     )  # fmt: skip
     conf = cfg.conf_dir / "kubelet.yaml"
     conf.write_text(yaml.safe_dump(kubelet_config(cfg, cluster), sort_keys=False))

@@ -59,11 +59,14 @@ class ClusterInfo:
 class NodeConfig:
     """Names, addresses and directories of the single node."""
 
-    node_name: str = "127.0.0.1"
+    node_name: str = "10.244.0.1"
     """Also the node's ``Hostname`` address, which the apiserver prefers over InternalIP when it
     dials the kubelet (logs/exec/port-forward): an IP, so that needs no DNS lookup, which could
-    leave the machine (``hack/local-up-cluster.sh`` does the same)."""
-    node_ip: str = "127.0.0.1"
+    leave the machine (``hack/local-up-cluster.sh`` names its node by IP too)."""
+    node_ip: str = "10.244.0.1"
+    """The node's InternalIP and the kubelet's serving address: the bridge gateway (the kubelet
+    refuses a loopback node IP: "nodeIP can't be loopback address"). A local address that only
+    this host and its pods can reach."""
     pod_cidr: str = "10.244.0.0/24"
     pod_supernet: str = "10.244.0.0/16"
     """Blackholed as a whole so a pod address outside our /24 can never take the default route."""

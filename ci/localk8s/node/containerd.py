@@ -80,7 +80,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   sandbox_image = "{cfg.pause_image}"
   enable_selinux = false
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  # This machine withholds CAP_SYS_RESOURCE: a negative oom_score_adj (the CRI gives sandboxes
+  # -998) cannot be written and runc fails ("can't get final child's PID from pipe"). Clamp to
+  # containerd's own score (0).
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
   netns_mounts_under_state_dir = true
   stats_collect_period = 10

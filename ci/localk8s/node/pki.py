@@ -1,8 +1,8 @@
 """Certificates and kubeconfigs of the node's components, signed by the cluster CA.
 
 * kubelet client: ``CN=system:node:<node>``, ``O=system:nodes`` (Node authorizer + NodeRestriction);
-* kubelet serving: valid for ``127.0.0.1`` and the node name (the apiserver reaches the kubelet at
-  the node's InternalIP, 127.0.0.1, for logs/exec/port-forward);
+* kubelet serving: valid for the node IP (the bridge gateway), 127.0.0.1 and the node name (the
+  apiserver reaches the kubelet at the node's address for logs/exec/port-forward);
 * kube-proxy: ``CN=system:kube-proxy`` (bound to ``system:node-proxier`` by default RBAC);
 * CoreDNS: ``CN=dask-k8s:coredns`` (bound by ``coredns.RBAC``).
 """
@@ -32,7 +32,17 @@ def _load_ca(
     return cert, key
 
 
-def _still_valid(cert_path: Path, ca: x509.Certificate, cn: str) -> bool:
+def _sans(cert: x509.Certificate) -> set[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(v) for v in ext.get_values_for_type(x509.DNSName)} | {
+        str(v) for v in ext.get_values_for_type(x509.IPAddress)
+    }
+
+
+def _still_valid(cert_path: Path, ca: x509.Certificate, cn: str, sans: set[str]) -> bool:
     """Reuse an existing certificate if it was issued by this CA for this name and is not
     about to expire."""
     try:
@@ -41,7 +51,7 @@ def _still_valid(cert_path: Path, ca: x509.Certificate, cn: str) -> bool:
     except (OSError, ValueError, TypeError, InvalidSignature):
         return False
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not names or names[0].value != cn:
+    if not names or names[0].value != cn or _sans(cert) != sans:
         return False
     remaining = cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
     return remaining > datetime.timedelta(days=1)
@@ -61,7 +71,8 @@ def issue_cert(
     """Write a P-256 key and a certificate signed by the cluster CA (client, and server if SANs
     are given). Idempotent: a valid certificate for the same CA and name is kept."""
     ca, signer = _load_ca(ca_cert, ca_key)
-    if out_key.is_file() and _still_valid(out_cert, ca, common_name):
+    sans = set(server_ips) | set(server_dns)
+    if out_key.is_file() and _still_valid(out_cert, ca, common_name, sans):
         return
     key = ec.generate_private_key(ec.SECP256R1())
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
@@ -96,9 +107,9 @@ def issue_cert(
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     )
     if server_ips or server_dns:
-        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in server_dns]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        names: list[x509.GeneralName] = [x509.DNSName(d) for d in server_dns]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     cert = builder.sign(signer, hashes.SHA256())
     out_key.parent.mkdir(parents=True, exist_ok=True)
     out_key.touch(mode=0o600)
