@@ -145,7 +145,9 @@ def _run_e2e(session: nox.Session, kubernetes: str | None) -> None:
         env["KUBERNETES_VERSION"] = kubernetes
     # The cold build (10-20 min) happens here, outside pytest's per-test timeout.
     session.run("python", "-m", "ci.localk8s", "build", env=env)
-    session.run("python", "-m", "pytest", str(ROOT / "tests" / "e2e"), *session.posargs, env=env)
+    # pytest-asyncio (for async e2e tests) warns, an error here, unless its loop scope is set.
+    pytest_args = ["-o", "asyncio_default_fixture_loop_scope=function", *session.posargs]
+    session.run("python", "-m", "pytest", str(ROOT / "tests" / "e2e"), *pytest_args, env=env)
 
 
 @nox.session(python=DEFAULT_PYTHON)
@@ -164,5 +166,5 @@ def e2e_k8s(session: nox.Session, k8s: str) -> None:
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """What CI runs: every check, each as its own session."""
-    for name in ["lint", "typecheck", "layers", "build", *(f"unit-{p}" for p in PYTHONS)]:
+    for name in ["lint", "typecheck", "layers", "build", *(f"unit-{p}" for p in PYTHONS), "e2e"]:
         session.notify(name)

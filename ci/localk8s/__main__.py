@@ -29,6 +29,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     start = time.monotonic()
     release = _release(args)
+    cluster_mod.check_version(release, args.name)
     build_mod.build(release)
     node = False if args.no_node else None
     cluster = cluster_mod.up(release, args.name, node=node)

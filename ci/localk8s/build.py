@@ -259,7 +259,7 @@ def _build_group(
     start = time.monotonic()
     for args in steps:
         step_start = time.monotonic()
-        label = f"{group}: go {args[0]}"
+        label = f"{group}: go {' '.join(args[:2] if args[0] == 'mod' else args[:1])}"
         log(f"  {label} ...")
         _go(args, work, label=label, env=env)
         log(f"  {label} done in {format_duration(time.monotonic() - step_start)}")

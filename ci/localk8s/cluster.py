@@ -137,6 +137,11 @@ def _insecure_context() -> ssl.SSLContext:
 
 # --------------------------------------------------------------------------- the cluster
 
+# Daemons started by this Python process, by pid: kept for the life of the process (a collected
+# Popen of a running child warns) so that `stop_process` can reap them, whichever Cluster
+# object stops them.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 @dataclass
 class State:
@@ -165,7 +170,6 @@ class Cluster:
         self.name = name or cluster_name()
         self.state_dir = (root or state_root()) / self.name
         self._state: State | None = None
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # -- layout (stable: the node plugin and tests rely on these paths)
     @property
@@ -277,7 +281,7 @@ class Cluster:
                 cwd=cwd or self.state_dir,
                 start_new_session=True,
             )
-        self._children[proc.pid] = proc
+        _CHILDREN[proc.pid] = proc
         (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
         record = ProcessRecord(
             name=name, pid=proc.pid, argv=list(argv), log=str(logfile), started=time.time()
@@ -291,7 +295,7 @@ class Cluster:
 
     def _exited(self, record: ProcessRecord) -> str | None:
         """Why `record` is gone (with its log tail), or None while it runs."""
-        child = self._children.get(record.pid)
+        child = _CHILDREN.get(record.pid)
         code = child.poll() if child is not None else None
         if code is None and record.alive():
             return None
@@ -325,7 +329,7 @@ class Cluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(record.pid, signal.SIGKILL)
                 wait_for(f"{record.name} to die", lambda: not record.alive(), 10)
-        child = self._children.pop(record.pid, None)
+        child = _CHILDREN.pop(record.pid, None)
         if child is not None:
             child.wait(timeout=10)
         (self.run_dir / f"{record.name}.pid").unlink(missing_ok=True)
@@ -404,6 +408,10 @@ def _prepare_pki(cluster: Cluster) -> None:
     ca.issue_client(pki / "kube-controller-manager", "system:kube-controller-manager")
     ca.issue_client(pki / "kube-scheduler", "system:kube-scheduler")
     write_service_account_key(pki / "sa.key", pki / "sa.pub")
+    # Front proxy (aggregation layer): its own CA, as kubeadm does; without it every component
+    # logs "missing content for CA bundle ... requestheader-client-ca-file" forever.
+    front = CertificateAuthority.create(pki / "front-proxy", "dask-k8s-front-proxy-ca")
+    front.issue_client(pki / "front-proxy-client", "front-proxy-client")
 
 
 def _component_kubeconfig(cluster: Cluster, component: str) -> Path:
@@ -420,8 +428,9 @@ def _component_kubeconfig(cluster: Cluster, component: str) -> Path:
 
 
 def apiserver_args(cluster: Cluster) -> list[str]:
+    """kube-apiserver's command line; a node plugin may append flags (`apiserver_args(cluster)`)."""
     pki = cluster.pki_dir
-    return [
+    args = [
         str(cluster.bin("kube-apiserver")),
         f"--etcd-servers={cluster.etcd_url}",
         f"--bind-address={network.LOOPBACK}",
@@ -436,11 +445,27 @@ def apiserver_args(cluster: Cluster) -> list[str]:
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
+        f"--requestheader-client-ca-file={pki / 'front-proxy' / 'ca.crt'}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=true",
         "--profiling=false",
+        # The lease reconciler refuses a loopback advertise address ("may not be in the loopback
+        # range"); with `none` the `kubernetes` Service exists but nobody maintains its endpoints,
+        # which a node plugin may publish itself (e.g. an EndpointSlice to an address pods reach).
+        "--endpoint-reconciler-type=none",
     ]
+    plugin = load_node_plugin() if node_enabled() else None
+    extra = getattr(plugin, "apiserver_args", None)
+    if extra is not None:
+        args += list(extra(cluster))
+    return args
 
 
 def controller_manager_args(cluster: Cluster) -> list[str]:
@@ -534,18 +559,28 @@ def _start_control_plane(cluster: Cluster) -> None:
     )
 
 
+def check_version(release: Release, name: str | None = None) -> None:
+    """Raise if the cluster runs another Kubernetes version (call before a long build)."""
+    cluster = Cluster(name)
+    if (
+        cluster.exists()
+        and cluster.state.kubernetes != release.kubernetes
+        and any(h == "ok" for h in cluster.health().values())
+    ):
+        raise ClusterError(
+            f"cluster {cluster.name!r} runs Kubernetes {cluster.state.kubernetes}, not"
+            f" {release.kubernetes}: run `python -m ci.localk8s down` first"
+        )
+
+
 def up(release: Release, name: str | None = None, *, node: bool | None = None) -> Cluster:
     """Bring the cluster up (building nothing: call build.build first), or say it is up."""
     cluster = Cluster(name)
     with _locked(cluster.name):
         if cluster.exists():
+            check_version(release, cluster.name)
             health = cluster.health()
             running = cluster.state.kubernetes
-            if running != release.kubernetes and any(h == "ok" for h in health.values()):
-                raise ClusterError(
-                    f"cluster {cluster.name!r} runs Kubernetes {running}, not"
-                    f" {release.kubernetes}: run `python -m ci.localk8s down` first"
-                )
             if health and all(h == "ok" for h in health.values()):
                 log(f"cluster {cluster.name!r} is already up ({running}, {cluster.apiserver_url})")
                 return cluster

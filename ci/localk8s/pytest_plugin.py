@@ -93,6 +93,7 @@ def local_cluster(
             raise FileNotFoundError(f"kubeconfig {external} (from the environment) does not exist")
         yield E2ECluster(kubeconfig=external, kubectl=_kubectl_for_external(release))
         return
+    cluster.check_version(release)
     bindir = build.build(release)
     local = cluster.Cluster()
     was_up = local.exists() and all(v == "ok" for v in local.health().values())

@@ -127,8 +127,13 @@ def test_secret_roundtrip(kubectl: Kubectl, namespace: str) -> None:
     assert not _exists(kubectl, "secret", "creds", "-n", namespace)
 
 
-@pytest.mark.asyncio
-async def test_watch_sees_add_modify_delete(k8s_kubeconfig: Path, namespace: str) -> None:
+def test_watch_sees_add_modify_delete(k8s_kubeconfig: Path, namespace: str) -> None:
+    seen = asyncio.run(asyncio.wait_for(_watch_configmap(k8s_kubeconfig, namespace), WAIT))
+    assert seen == [("ADDED", "1"), ("MODIFIED", "2"), ("DELETED", "2")]
+
+
+async def _watch_configmap(k8s_kubeconfig: Path, namespace: str) -> list[tuple[str, str]]:
+    """Create, patch and delete a ConfigMap, then watch from before: the three events, in order."""
     from kubernetes_asyncio import client, config, watch
 
     api_client = await config.new_client_from_config(config_file=str(k8s_kubeconfig))
@@ -141,9 +146,10 @@ async def test_watch_sees_add_modify_delete(k8s_kubeconfig: Path, namespace: str
         await v1.patch_namespaced_config_map("watched", namespace, {"data": {"v": "2"}})
         await v1.delete_namespaced_config_map("watched", namespace)
 
-        async def collect() -> list[tuple[str, str]]:
-            seen: list[tuple[str, str]] = []
-            stream = watch.Watch().stream(
+        seen: list[tuple[str, str]] = []
+        # Watch owns an ApiClient of its own: `async with` closes it.
+        async with watch.Watch() as w:
+            stream = w.stream(
                 v1.list_namespaced_config_map,
                 namespace,
                 resource_version=since,
@@ -155,10 +161,7 @@ async def test_watch_sees_add_modify_delete(k8s_kubeconfig: Path, namespace: str
                     seen.append((event["type"], (obj.data or {}).get("v", "")))
                 if event["type"] == "DELETED":
                     break
-            return seen
-
-        seen = await asyncio.wait_for(collect(), timeout=WAIT)
-    assert seen == [("ADDED", "1"), ("MODIFIED", "2"), ("DELETED", "2")]
+        return seen
 
 
 CRD_GROUP = "e2e.dask.org"
