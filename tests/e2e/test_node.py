@@ -340,7 +340,15 @@ def test_failing_pod_is_restarted(kubectl: Kubectl, namespace: str, node: Any) -
     status = get_json(kubectl, "-n", namespace, "pod", "crasher")["status"]["containerStatuses"][0]
     terminated = status.get("lastState", {}).get("terminated", {})
     assert terminated.get("exitCode") == 3, status
-    assert "crashing" in kubectl("logs", "-n", namespace, "crasher", "--previous").stdout
+
+    def logged() -> bool:
+        # The kubelet keeps only the last dead instance, so ask for the current and the previous.
+        return any(
+            "crashing" in kubectl("logs", "-n", namespace, "crasher", *extra, check=False).stdout
+            for extra in ((), ("--previous",))
+        )
+
+    poll("the failing container's output in its logs", logged, 60)
 
 
 def test_pod_deletion_completes(kubectl: Kubectl, namespace: str, node: Any) -> None:
