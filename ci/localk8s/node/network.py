@@ -170,9 +170,25 @@ def _cleanup_portmap(cfg: NodeConfig) -> None:
         run(["iptables", "-w", "5", "-t", "nat", "-X", chain], check=False)
 
 
+def _cleanup_kubelet_chains() -> None:
+    """The kubelet's ``KUBE-FIREWALL`` chain (IPv4 and IPv6; ``kube-proxy --cleanup`` leaves
+    it), with its jumps from INPUT and OUTPUT."""
+    for ipt in ("iptables", "ip6tables"):
+        for builtin in ("INPUT", "OUTPUT"):
+            while (
+                run([ipt, "-w", "5", "-D", builtin, "-j", "KUBE-FIREWALL"], check=False).returncode
+                == 0
+            ):
+                pass
+        if run([ipt, "-w", "5", "-S", "KUBE-FIREWALL"], check=False).returncode == 0:
+            run([ipt, "-w", "5", "-F", "KUBE-FIREWALL"], check=False)
+            run([ipt, "-w", "5", "-X", "KUBE-FIREWALL"], check=False)
+
+
 def teardown(cfg: NodeConfig, service_cidr: str | None) -> None:
     """Remove what ``setup`` made (after all pods are gone). Idempotent."""
     _cleanup_portmap(cfg)
+    _cleanup_kubelet_chains()
     if _firewall_present(cfg):
         run(["nft", "delete", "table", "inet", cfg.fw_table])
     if _link_exists(cfg.bridge):
