@@ -75,6 +75,10 @@ def wait_for(
 
 # -- daemons ---------------------------------------------------------------------------------
 
+# Popen objects of the daemons this process started, kept process-wide: a running child's Popen
+# must not be garbage-collected (ResourceWarning), and ``stop_daemon`` reaps it.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def _pidfile(pid_dir: Path, name: str) -> Path:
     return pid_dir / f"{name}.json"
@@ -135,6 +139,7 @@ def start_daemon(
             env=None if env is None else {**os.environ, **env},
             close_fds=True,
         )
+    _CHILDREN[proc.pid] = proc
     _pidfile(pid_dir, name).write_text(json.dumps({"pid": proc.pid, "exe": args[0]}))
     log(f"started {name} (pid {proc.pid}), log {log_path}")
     return proc.pid
@@ -161,5 +166,10 @@ def stop_daemon(pid_dir: Path, name: str, *, timeout: float = 20) -> None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if the daemon was our own child (start and stop in one process)."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
