@@ -138,7 +138,7 @@ def kube_proxy_config(cfg: NodeConfig, kubeconfig: Path) -> dict[str, Any]:
         "kind": "KubeProxyConfiguration",
         "clientConnection": {"kubeconfig": str(kubeconfig)},
         "mode": "iptables",
-        "clusterCIDR": cfg.pod_cidr,
+        "clusterCIDR": cfg.pod_supernet,
         "hostnameOverride": cfg.node_name,
         "bindAddress": "127.0.0.1",
         "healthzBindAddress": f"127.0.0.1:{KUBE_PROXY_HEALTHZ_PORT}",
