@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -149,27 +148,30 @@ def stop_daemon(pid_dir: Path, name: str, *, timeout: float = 20) -> None:
     """SIGTERM our daemon (only if the pidfile still names it), SIGKILL after ``timeout``."""
     path = _pidfile(pid_dir, name)
     pid = daemon_pid(pid_dir, name)
-    if pid is not None:
+    if pid is None:  # already exited: reap it if it was our child
+        try:
+            exited = _CHILDREN.pop(int(json.loads(path.read_text())["pid"]), None)
+        except (OSError, ValueError, KeyError):
+            exited = None
+        if exited is not None:
+            exited.wait(10)
+    else:
         log(f"stopping {name} (pid {pid})")
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while daemon_pid(pid_dir, name) is not None and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.1)
-        if daemon_pid(pid_dir, name) is not None:
-            log(f"{name} ignored SIGTERM; sending SIGKILL")
-            os.kill(pid, signal.SIGKILL)
-            wait_for(f"{name} to exit", lambda: daemon_pid(pid_dir, name) is None, timeout=10)
-        _reap(pid)
+        child = _CHILDREN.pop(pid, None)
+        if child is not None:  # started by this process: wait on it (and reap it)
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"{name} ignored SIGTERM; sending SIGKILL")
+                child.kill()
+                child.wait(10)
+        else:
+            deadline = time.monotonic() + timeout
+            while daemon_pid(pid_dir, name) is not None and time.monotonic() < deadline:
+                time.sleep(0.1)  # polling interval of a deadline loop
+            if daemon_pid(pid_dir, name) is not None:
+                log(f"{name} ignored SIGTERM; sending SIGKILL")
+                os.kill(pid, signal.SIGKILL)
+                wait_for(f"{name} to exit", lambda: daemon_pid(pid_dir, name) is None, timeout=10)
     path.unlink(missing_ok=True)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if the daemon was our own child (start and stop in one process)."""
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is not None:
-            del _CHILDREN[pid]
-        return
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
