@@ -115,12 +115,17 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        try:
+            self._wait_ready(self._proc, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"containerd exited with {self._proc.returncode}: {self.log_tail()}"
-                )
+            if proc.poll() is not None:
+                raise RuntimeError(f"containerd exited with {proc.returncode}: {self.log_tail()}")
             # ctr itself waits up to --connect-timeout for the socket: that paces this loop.
             probe = subprocess.run(
                 ["ctr", "--address", self.address, "--connect-timeout", "1s", "version"],
@@ -130,7 +135,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             if probe.returncode == 0:
                 return
             if time.monotonic() > deadline:
-                self.stop()
                 raise TimeoutError(f"containerd not ready in {timeout}s: {self.log_tail()}")
 
     def log_tail(self, chars: int = 3000) -> str:

@@ -42,7 +42,8 @@ if [ -n "${EXTRA_PIP_PACKAGES:-}" ]; then
         log "/opt/venv is not writable (uid $(id -u)): pip install --target ${target} ${packages[*]}"
         target_desc="${target}"
     fi
-    if /opt/venv/bin/pip install "${pip_args[@]}" "${packages[@]}"; then
+    # pip's output goes to stderr with ours: stdout belongs to the command.
+    if /opt/venv/bin/pip install "${pip_args[@]}" "${packages[@]}" 1>&2; then
         log "installed EXTRA_PIP_PACKAGES into ${target_desc}"
     else
         status=$?

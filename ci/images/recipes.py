@@ -58,6 +58,9 @@ COMPILE = (
     "python3 -m compileall -q -f -j0 --invalidation-mode unchecked-hash"
     " -x '/(test|tests|idle_test)/'"
 )
+#: Run before COMPILE on a tree: bytecode that pip or dpkg wrote is timestamp-based, so it would
+#: be stale (every mtime in a layer is fixed) and differ from build to build.
+DROP_PYCACHE = "find {} -name __pycache__ -type d -prune -exec rm -rf {{}} +"
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,26 @@ def _timed(label: str) -> Callable[[float], None]:
     return done
 
 
+#: How many results of each step the cache keeps (the most recently used ones), so that two
+#: checkouts with different recipes sharing a cache do not rebuild each other's images.
+KEEP_PER_STEP = 3
+
+
+def _last_used(step_dir: Path) -> float:
+    for name in ("used", "done"):
+        try:
+            return (step_dir / name).stat().st_mtime
+        except FileNotFoundError:
+            continue
+    return 0.0
+
+
 class Step:
-    """A cached build step: a directory ``<cache>/<kind>/<key>`` with a ``done`` stamp."""
+    """A cached build step: a directory ``<cache>/<kind>/<key>`` with a ``done`` stamp.
+
+    Steps are only built under the cache's lock (see :func:`build`), so pruning the results of
+    other keys never races with a build using them.
+    """
 
     def __init__(self, cache: Path, kind: str, key: str) -> None:
         self.kind = kind
@@ -155,20 +176,32 @@ class Step:
 
     @property
     def done(self) -> bool:
-        return (self.dir / "done").exists()
+        """Whether this key is built; if so it is marked as used now (for pruning)."""
+        if not (self.dir / "done").exists():
+            return False
+        (self.dir / "used").touch()
+        return True
 
     def begin(self) -> None:
-        """Remove a half-built result of this key and every older key of this step."""
+        """Start (re)building this key: remove a half-built result of it, half-built results of
+        other keys, and all but the ``KEEP_PER_STEP - 1`` most recently used finished ones."""
         parent = self.dir.parent
         if parent.exists():
-            for other in parent.iterdir():
-                if other.is_dir():
-                    safe_rmtree(other)
+            others = [d for d in parent.iterdir() if d.is_dir() and d != self.dir]
+            finished = sorted(
+                (d for d in others if (d / "done").exists()), key=_last_used, reverse=True
+            )
+            unfinished = [d for d in others if not (d / "done").exists()]
+            for stale in [*unfinished, *finished[KEEP_PER_STEP - 1 :]]:
+                log(f"{self.kind}: removing cached {stale.name}")
+                safe_rmtree(stale)
+        safe_rmtree(self.dir)
         self.dir.mkdir(parents=True)
 
     def finish(self, info: dict[str, Any]) -> None:
         (self.dir / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         (self.dir / "done").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+        (self.dir / "used").touch()
 
     def info(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.dir / "info.json").read_text())
@@ -192,7 +225,7 @@ def _base_recipe() -> dict[str, Any]:
         "user": [config.USER_NAME, config.USER_UID],
         "script": _base_script(),
         "revision": config.RECIPE_REVISION,
-        "compile": COMPILE,
+        "compile": [DROP_PYCACHE, COMPILE],
         "empty": EMPTY_DIRS,
     }
 
@@ -221,6 +254,7 @@ rm -rf /usr/share/man/* /usr/share/info/* /usr/share/doc/*/changelog*
 find /var/log -type f -delete
 rm -f /etc/hostname
 printf '127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n' > /etc/hosts
+{DROP_PYCACHE.format("/usr/lib/python3.11 /usr/lib/python3/dist-packages")}
 {COMPILE} /usr/lib/python3.11 /usr/lib/python3/dist-packages
 """
 
@@ -332,6 +366,7 @@ def _venv_script(install: str, check: str) -> str:
     return f"""
 python3 -m venv /opt/venv
 {install}
+{DROP_PYCACHE.format("/opt/venv/lib")}
 /opt/venv/bin/{COMPILE} /opt/venv/lib
 chmod -R a+rX /opt/venv
 {check}

@@ -143,6 +143,7 @@ def chroot_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "DEBIAN_FRONTEND": "noninteractive",
+        "DEBCONF_NOWARNINGS": "yes",
         "PIP_CERT": CHROOT_CA_BUNDLE,
         "SSL_CERT_FILE": CHROOT_CA_BUNDLE,
         "PIP_NO_CACHE_DIR": "1",

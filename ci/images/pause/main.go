@@ -38,9 +38,12 @@ func main() {
 	}
 	signals := make(chan os.Signal, 8)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
-	// Printed once the handlers are installed: a test can wait for this line.
+	// Printed once the handlers are installed: from here on SIGTERM and SIGINT exit 0 (before,
+	// in the first milliseconds, the Go runtime would exit 2). Tests wait for this line.
 	if os.Getpid() != 1 {
-		fmt.Fprintln(os.Stderr, "pause: warning: not running as PID 1")
+		fmt.Fprintln(os.Stderr, "pause: ready (warning: not running as PID 1)")
+	} else {
+		fmt.Fprintln(os.Stderr, "pause: ready")
 	}
 	for sig := range signals {
 		switch sig {

@@ -33,7 +33,7 @@ func startPause(t *testing.T) (*exec.Cmd, *bufio.Reader) {
 	}
 	r := bufio.NewReader(stderr)
 	line, err := r.ReadString('\n') // handlers are installed once this line is out
-	if err != nil || !strings.Contains(line, "not running as PID 1") {
+	if err != nil || !strings.Contains(line, "pause: ready") {
 		t.Fatalf("unexpected first line %q (%v)", line, err)
 	}
 	return cmd, r

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ci.images import config, recipes
+from ci.images.containerd import Containerd
 
 
 def test_tree_hash_follows_content_not_debris(tmp_path: Path) -> None:
@@ -124,3 +125,28 @@ def test_pause_go_tests() -> None:
         check=True,
         timeout=300,
     )
+
+
+def test_throwaway_containerd_is_isolated(tmp_path: Path) -> None:
+    c = Containerd(tmp_path)
+    text = c.config_text()
+    assert 'disabled_plugins = ["io.containerd.grpc.v1.cri"]' in text
+    for key in ("root", "state"):
+        assert f'{key} = "{tmp_path / key}"' in text
+    assert c.address == str(tmp_path / "containerd.sock")
+    assert f'address = "{c.address}"' in text
+    assert "/run/containerd" not in text
+
+
+def test_step_keeps_the_most_recently_used_results(tmp_path: Path) -> None:
+    for i, key in enumerate(["a", "b", "c"]):
+        step = recipes.Step(tmp_path, "kind", key)
+        step.begin()
+        step.finish({})
+        os.utime(step.dir / "used", (1000 + i, 1000 + i))
+    (tmp_path / "kind" / "crashed").mkdir()
+    assert recipes.Step(tmp_path, "kind", "a").done  # "a" is now the most recently used
+    recipes.Step(tmp_path, "kind", "d").begin()
+    left = sorted(p.name for p in (tmp_path / "kind").iterdir())
+    assert left == ["a", "c", "d"]
+    assert recipes.KEEP_PER_STEP == 3

@@ -22,6 +22,7 @@ import pytest
 from ci.images import build_all, config, import_into_containerd
 from ci.images.containerd import Containerd
 from ci.images.recipes import DASK_ENTRYPOINT, OPERATOR_ENTRYPOINT, ImageArchive
+from ci.images.rootfs import safe_rmtree
 
 NS = "k8s.io"
 MISSING = [tool for tool in ("containerd", "ctr", "runc") if shutil.which(tool) is None]
@@ -52,9 +53,13 @@ def containerd(
 ) -> Iterator[Containerd]:
     # A short path: the socket path must fit in sun_path (108 bytes).
     workdir = Path(tmp_path_factory.mktemp("ctd", numbered=True))
-    with Containerd(workdir) as c:
-        import_into_containerd(archives, c.address, NS)
-        yield c
+    try:
+        with Containerd(workdir) as c:
+            import_into_containerd(archives, c.address, NS)
+            yield c
+    finally:
+        # Its content store and snapshots take a gigabyte or so: do not leave them in /tmp.
+        safe_rmtree(workdir)
 
 
 def _ctr(c: Containerd, *args: str) -> list[str]:
@@ -125,13 +130,26 @@ def test_dask_commands_of_the_manifests(containerd: Containerd, cmd: list[str]) 
     assert config.DASK_VERSION in result.stdout + result.stderr
 
 
-def test_dask_as_non_root(containerd: Containerd) -> None:
-    # ctr 1.6 has no --user: drop to uid 1000 inside. Files must be world-readable.
+@pytest.mark.parametrize("uid", [1000, 12345])
+def test_dask_as_non_root(containerd: Containerd, uid: int) -> None:
+    # ctr 1.6 has no --user: drop to the uid inside. Files must be world-readable; 12345 is an
+    # arbitrary uid with no passwd entry, as OpenShift-style platforms assign.
     code = "import os, distributed, bokeh, pandas; print(os.getuid(), distributed.__version__)"
-    cmd = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"]
+    cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     result = run(containerd, DASK_REF, *cmd, *DASK_ENTRYPOINT, "python", "-c", code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["1000", config.DASK_VERSION]
+    assert result.stdout.split() == [str(uid), config.DASK_VERSION]
+
+
+def test_extra_pip_packages_as_non_root_use_a_target_dir(containerd: Containerd) -> None:
+    env = ["EXTRA_PIP_PACKAGES=nonexistent-package-for-test", "EXTRA_PIP_RETRIES=0"]
+    cmd = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", *DASK_ENTRYPOINT]
+    code = "import os; print(os.environ['PYTHONPATH'])"
+    result = run(containerd, DASK_REF, *cmd, "python", "-c", code, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "/opt/venv is not writable (uid 1000)" in result.stderr
+    assert "Starting WITHOUT them" in result.stderr
+    assert result.stdout.strip() == "/tmp/dask-extra-packages"
 
 
 def test_extra_packages_without_network_are_logged_and_skipped(containerd: Containerd) -> None:
@@ -166,56 +184,30 @@ def test_operator_runs_as_uid_1000(containerd: Containerd) -> None:
     assert result.stdout.split() == ["1000", "1000"]
 
 
-def _wait_for_event(proc: subprocess.Popen[str], needle: str, deadline: float) -> None:
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    buf = ""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        chunk = os.read(fd, 65536).decode(errors="replace")
-        if not chunk:
-            break
-        buf += chunk
-        if any(needle in line for line in buf.splitlines()):
-            return
-    raise TimeoutError(f"no event matching {needle!r}; got: {buf[-2000:]}")
-
-
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_pause_stops_on_signal(containerd: Containerd, sig: str) -> None:
     cid = f"pause{os.getpid()}-{sig.lower()}"
-    events = subprocess.Popen(
-        _ctr(containerd, "events"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    try:
-        pause = subprocess.Popen(
-            _ctr(containerd, "run", "--rm", PAUSE_REF, cid),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    with subprocess.Popen(
+        _ctr(containerd, "run", "--rm", PAUSE_REF, cid),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as pause:
         try:
-            _wait_for_event(events, f'/tasks/start {{"container_id":"{cid}"', time.monotonic() + 60)
+            # pause prints this once its handlers are installed (the Go runtime would exit 2
+            # on a signal that came earlier); the task's start event is not enough.
+            early = _read_until(pause, "pause: ready", time.monotonic() + 60)
             assert pause.poll() is None, "pause exited on its own"
             subprocess.run(
-                _ctr(containerd, "tasks", "kill", "--signal", sig, cid),
-                check=True,
-                timeout=30,
+                _ctr(containerd, "tasks", "kill", "--signal", sig, cid), check=True, timeout=30
             )
             out, err = pause.communicate(timeout=30)
         finally:
             if pause.poll() is None:
                 subprocess.run(_ctr(containerd, "tasks", "kill", "-s", "SIGKILL", cid), timeout=30)
                 pause.communicate(timeout=30)
-        assert pause.returncode == 0, out + err
-        assert "shutting down" in out + err
-    finally:
-        events.terminate()
-        events.wait(timeout=30)
-        if events.stdout is not None:
-            events.stdout.close()
+    output = early + (out + err).decode(errors="replace")
+    assert pause.returncode == 0, output
+    assert "shutting down" in output
 
 
 def test_cli_list_and_import(containerd: Containerd, capsys: pytest.CaptureFixture[str]) -> None:
@@ -295,3 +287,57 @@ def test_scheduler_stops_on_sigterm_through_tini(containerd: Containerd) -> None
                 proc.wait(timeout=30)
     # tini (PID 1) forwards SIGTERM to the scheduler, which shuts down cleanly and exits 0.
     assert proc.returncode == 0, proc.returncode
+
+
+def _probe_wheel(directory: Path) -> Path:
+    """A tiny pure-Python wheel, to install offline with EXTRA_PIP_PACKAGES."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "extra_probe.py": b"VALUE = 42\n",
+        "extra_probe-1.0.dist-info/METADATA": (
+            b"Metadata-Version: 2.1\nName: extra-probe\nVersion: 1.0\n"
+        ),
+        "extra_probe-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = ""
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record += f"{name},sha256={digest},{len(data)}\n"
+    record += "extra_probe-1.0.dist-info/RECORD,,\n"
+    directory.mkdir(mode=0o755)
+    wheel = directory / "extra_probe-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr("extra_probe-1.0.dist-info/RECORD", record)
+    wheel.chmod(0o644)
+    return wheel
+
+
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_extra_pip_packages_are_installed(containerd: Containerd, tmp_path: Path, uid: int) -> None:
+    wheel = _probe_wheel(tmp_path / "wheels")
+    mount = f"type=bind,src={wheel.parent},dst=/wheels,options=rbind:ro"
+    env = [f"EXTRA_PIP_PACKAGES=/wheels/{wheel.name}", "PIP_NO_INDEX=1"]
+    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid else []
+    code = "import extra_probe; print(extra_probe.VALUE)"
+    result = run(
+        containerd,
+        DASK_REF,
+        *drop,
+        *DASK_ENTRYPOINT,
+        "python",
+        "-c",
+        code,
+        env=env,
+        flags=["--mount", mount],
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"
+    where = "/opt/venv" if uid == 0 else "/tmp/dask-extra-packages"
+    assert f"installed EXTRA_PIP_PACKAGES into {where}" in result.stderr
