@@ -222,6 +222,21 @@ def test_exec_and_cluster_dns(kubectl: Kubectl, namespace: str, dask_cluster: st
     assert nameservers == ["10.96.0.10"], resolv
 
 
+def test_pod_reaches_apiserver(kubectl: Kubectl, namespace: str, dask_cluster: str) -> None:
+    """In-cluster clients (e.g. the operator) reach the apiserver at kubernetes.default.svc."""
+    script = (
+        "import json, ssl, urllib.request\n"
+        "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+        "ctx = ssl.create_default_context(cafile=sa + '/ca.crt')\n"
+        "req = urllib.request.Request('https://kubernetes.default.svc/version',"
+        " headers={'Authorization': 'Bearer ' + open(sa + '/token').read()})\n"
+        "print(json.load(urllib.request.urlopen(req, context=ctx, timeout=10))['gitVersion'])\n"
+    )
+    out = kubectl("exec", "-n", namespace, dask_cluster, "--", "python", "-c", script).stdout
+    server = json.loads(kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    assert out.strip() == server
+
+
 def _nft_drop_count(nft: str) -> int:
     table = subprocess.run(
         [nft, "list", "table", "inet", "dask_k8s_node"], capture_output=True, text=True, check=True

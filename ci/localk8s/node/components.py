@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -282,6 +283,52 @@ def start_coredns(cfg: NodeConfig, cluster: ClusterInfo) -> None:
     start_daemon(cfg.pid_dir, COREDNS, argv, cfg.log_dir / "coredns.log")
 
 
+# -- apiserver for pods ----------------------------------------------------------------------
+
+APISERVER_PROXY = "apiserver-proxy"
+APISERVER_PROXY_PORT = 6443
+
+
+def kubernetes_endpoints(cfg: NodeConfig) -> str:
+    """An EndpointSlice for ``default/kubernetes`` (10.96.0.1:443) naming the apiserver proxy on
+    the bridge address. The apiserver itself listens on loopback only and runs with
+    ``--endpoint-reconciler-type=none``, so pods would otherwise have no way to reach it."""
+    eps = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kubernetes-node-proxy",
+            "namespace": "default",
+            "labels": {
+                "kubernetes.io/service-name": "kubernetes",
+                "endpointslice.kubernetes.io/managed-by": "dask-k8s-node",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [cfg.gateway_ip], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "protocol": "TCP", "port": APISERVER_PROXY_PORT}],
+    }
+    return yaml.safe_dump(eps, sort_keys=False)
+
+
+def start_apiserver_proxy(cfg: NodeConfig, cluster: ClusterInfo) -> None:
+    """socat on ``<bridge address>:6443`` -> the apiserver on loopback (TLS passes through; the
+    apiserver's certificate is valid for 10.96.0.1 and kubernetes.default.svc)."""
+    target = urlsplit(cluster.server)
+    argv: list[str | Path] = [
+        "/usr/bin/socat",
+        f"TCP-LISTEN:{APISERVER_PROXY_PORT},bind={cfg.gateway_ip},reuseaddr,fork",
+        f"TCP:{target.hostname}:{target.port}",
+    ]
+    start_daemon(cfg.pid_dir, APISERVER_PROXY, argv, cfg.log_dir / "apiserver-proxy.log")
+    kubectl: list[str | Path] = [
+        cluster.bin_dir / "kubectl",
+        f"--kubeconfig={cluster.admin_kubeconfig}",
+    ]
+    run([*kubectl, "apply", "-f", "-"], input_text=kubernetes_endpoints(cfg))
+
+
 def stop_all(cfg: NodeConfig) -> None:
+    stop_daemon(cfg.pid_dir, APISERVER_PROXY, group=True)
     for name in (COREDNS, KUBE_PROXY, KUBELET):
         stop_daemon(cfg.pid_dir, name, timeout=30)

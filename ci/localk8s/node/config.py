@@ -24,6 +24,7 @@ HOST_PACKAGES: dict[str, str] = {
     "runc": "runc",
     "iptables": "iptables",
     "nft": "nftables",
+    "socat": "socat",
     "ip": "iproute2",
     "conntrack": "conntrack",
     "mount": "mount",

@@ -103,6 +103,7 @@ def start_node(
     _wait(cfg, "kubelet healthz", components.KUBELET, lambda: _http_ok(kubelet_healthz), timeout)
     components.start_kube_proxy(cfg, cluster)
     components.start_coredns(cfg, cluster)
+    components.start_apiserver_proxy(cfg, cluster)
     ready = f"node {cfg.node_name} Ready"
     _wait(cfg, ready, components.KUBELET, lambda: node_ready(cluster, cfg), timeout)
     pod_cidr = wait_for("node podCIDR", lambda: node_pod_cidr(cluster, cfg), timeout=60)
@@ -196,7 +197,9 @@ def node_status(
     """Process and readiness summary for ``status``."""
     cfg = cfg or NodeConfig()
     out: dict[str, str] = {}
-    for name in (containerd.NAME, components.KUBELET, components.KUBE_PROXY, components.COREDNS):
+    names = (containerd.NAME, components.KUBELET, components.KUBE_PROXY, components.COREDNS,
+             components.APISERVER_PROXY)  # fmt: skip
+    for name in names:
         pid = daemon_pid(cfg.pid_dir, name)
         out[name] = f"running (pid {pid})" if pid else "stopped"
     for key, ok in network.status(cfg).items():

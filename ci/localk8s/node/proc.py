@@ -144,8 +144,11 @@ def start_daemon(
     return proc.pid
 
 
-def stop_daemon(pid_dir: Path, name: str, *, timeout: float = 20) -> None:
-    """SIGTERM our daemon (only if the pidfile still names it), SIGKILL after ``timeout``."""
+def stop_daemon(pid_dir: Path, name: str, *, timeout: float = 20, group: bool = False) -> None:
+    """SIGTERM our daemon (only if the pidfile still names it), SIGKILL after ``timeout``.
+
+    ``group``: signal its whole process group (it leads its own session), e.g. socat's forks.
+    """
     path = _pidfile(pid_dir, name)
     pid = daemon_pid(pid_dir, name)
     if pid is None:  # already exited: reap it if it was our child
@@ -157,7 +160,10 @@ def stop_daemon(pid_dir: Path, name: str, *, timeout: float = 20) -> None:
             exited.wait(10)
     else:
         log(f"stopping {name} (pid {pid})")
-        os.kill(pid, signal.SIGTERM)
+        if group:
+            os.killpg(pid, signal.SIGTERM)
+        else:
+            os.kill(pid, signal.SIGTERM)
         child = _CHILDREN.pop(pid, None)
         if child is not None:  # started by this process: wait on it (and reap it)
             try:
