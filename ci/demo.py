@@ -70,6 +70,8 @@ def install_operator(kubeconfig: Path, image: str) -> None:
 
 def use_dask(kubeconfig: Path) -> None:
     os.environ["KUBECONFIG"] = str(kubeconfig)
+    from distributed import Client
+
     from dask_kubecluster import KubeCluster
 
     cluster = KubeCluster(
@@ -81,7 +83,7 @@ def use_dask(kubeconfig: Path) -> None:
     )
     say(f"DaskCluster {DEMO_CLUSTER!r} is up; scaling to 3 workers")
     cluster.scale(3)
-    client = cluster.get_client()
+    client = Client(cluster)
     client.wait_for_workers(3, timeout=300)
     start = time.monotonic()
     futures = client.map(lambda x: x * x, range(1000))
