@@ -83,7 +83,7 @@ def use_dask(kubeconfig: Path) -> None:
     )
     say(f"DaskCluster {DEMO_CLUSTER!r} is up; scaling to 3 workers")
     cluster.scale(3)
-    client = Client(cluster)
+    client = Client(cluster)  # type: ignore[no-untyped-call]  # distributed is not typed
     client.wait_for_workers(3, timeout=300)
     start = time.monotonic()
     futures = client.map(lambda x: x * x, range(1000))
@@ -100,7 +100,7 @@ def use_dask(kubeconfig: Path) -> None:
         f"    (served through a port-forward while this process runs; afterwards use\n"
         f"     kubectl port-forward -n {DEMO_NAMESPACE} svc/{DEMO_CLUSTER}-scheduler 8787)"
     )
-    client.close()
+    client.close()  # type: ignore[no-untyped-call]
     cluster.close()
 
 
