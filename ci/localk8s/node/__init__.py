@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from .config import ClusterInfo, NodeConfig
 from .lifecycle import ImageImporter, node_ready, node_status, start_node, stop_node
-from .plugin import down, status, up
+from .plugin import apiserver_args, down, status, up
 
 __all__ = [
     "ClusterInfo",
     "ImageImporter",
     "NodeConfig",
+    "apiserver_args",
     "down",
     "node_ready",
     "node_status",

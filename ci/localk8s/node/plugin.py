@@ -91,6 +91,16 @@ def import_local_images(cfg: NodeConfig) -> None:
         log(f"images already in containerd: {', '.join(a.name for a in archives)}")
 
 
+def apiserver_args(cluster: ControlPlane) -> list[str]:
+    """Flags the control plane adds to kube-apiserver when the node is enabled: dial kubelets at
+    their InternalIP (never a name that would need DNS) and verify their serving certificates
+    (signed by the cluster CA for the node IP)."""
+    return [
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-certificate-authority={cluster.ca.cert_path}",
+    ]
+
+
 def up(cluster: ControlPlane) -> None:
     start_node(cluster_info(cluster), node_config(), import_images=import_local_images)
 
