@@ -484,3 +484,52 @@ def test_spec_edits_converge(kubectl: Kubectl, namespace: str, simple: str) -> N
     _until("scheduler recreated with the new image and label", scheduler_replaced)
     svc = _json(kubectl, "get", "service", "-n", ns, "simple-scheduler")
     assert svc["metadata"]["labels"]["team"] == "ml"
+
+
+@pytest.mark.usefixtures("needs_node")
+@pytest.mark.filterwarnings("ignore:Mismatched versions found")
+def test_scale_up_and_down_loses_no_data(
+    kubectl: Kubectl,
+    namespace: str,
+    simple: str,
+    k8s_kubeconfig: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kubectl scale 2 -> 5 -> 1: the scheduler retires the workers that go, so every result
+    held in worker memory before the scale-down is still there after it (0 lost keys)."""
+    from distributed import Client, wait
+
+    from dask_kubecluster import KubeCluster
+
+    ns = namespace
+    monkeypatch.setenv("KUBECONFIG", str(k8s_kubeconfig))
+    cluster = KubeCluster.from_name(simple, namespace=ns, quiet=True)
+    client = Client(cluster)  # type: ignore[no-untyped-call]
+    try:
+        client.wait_for_workers(2, timeout=300)
+        kubectl("scale", "daskcluster", simple, "-n", ns, "--replicas=5")
+        client.wait_for_workers(5, timeout=300)
+
+        # Results spread over all five workers' memory, nothing else holds them.
+        futures = client.map(lambda i: i * i, range(500), pure=False)
+        wait(futures)  # type: ignore[no-untyped-call]
+        holders = client.who_has(futures)  # type: ignore[no-untyped-call]
+        assert len({w for ws in holders.values() for w in ws}) > 1, "data on one worker only"
+
+        kubectl("scale", "daskcluster", simple, "-n", ns, "--replicas=1")
+        _until("one worker pod left", lambda: len(_workers(kubectl, ns)) == 1, timeout=300)
+        _until(
+            "the scheduler down to one worker",
+            lambda: len(client.scheduler_info()["workers"]) == 1,
+            timeout=300,
+        )
+        lost = [f.key for f in futures if f.status != "finished"]
+        assert lost == []
+        assert client.gather(futures) == [i * i for i in range(500)]  # type: ignore[no-untyped-call]
+        # The surviving pod is the one the scheduler still knows.
+        (pod,) = _workers(kubectl, ns)
+        names = {w["name"] for w in client.scheduler_info()["workers"].values()}
+        assert names == {pod}
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+        cluster.close()

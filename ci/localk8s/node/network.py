@@ -2,10 +2,14 @@
 
 * Bridge ``dk8s0`` holds the pod gateway (10.244.0.1/24); the bridge CNI plugin attaches pods to it
   with host-local IPAM, ``ipMasq: false`` (no NAT to the outside at all).
-* Blackhole routes for the whole pod supernet (10.244.0.0/16) and the service CIDR: the only
-  more-specific route is the bridge's own /24, so an address outside it can never take the default
-  route. kube-proxy DNATs service traffic in PREROUTING/OUTPUT, before routing, so real services
-  work.
+* A blackhole route for the whole pod supernet (10.244.0.0/16): the only more-specific route is
+  the bridge's own /24, so a pod address outside it can never take the default route.
+* The service CIDR is routed onto the bridge (a link route, no gateway), never the default route.
+  kube-proxy DNATs service traffic in PREROUTING (pods) and OUTPUT (the host), so real services
+  work from pods and from host processes alike, as on any Kubernetes node (an operator or test
+  running on the host reaches a scheduler's ClusterIP). A ClusterIP no Service backs goes to our
+  local bridge, where nothing answers: it fails closed on this machine. (A blackhole route here
+  would make the host's own connect() fail before kube-proxy's OUTPUT DNAT could apply.)
 * A dedicated nftables table (``inet dask_k8s_node``, base chain on the forward hook) drops
   anything coming from the bridge or from pod addresses that would be forwarded out of any other
   interface, and anything still addressed to a service IP. This compensates for
@@ -67,7 +71,7 @@ def _ensure_bridge(cfg: NodeConfig) -> None:
 
 
 def _blackholes(cfg: NodeConfig, cluster: ClusterInfo) -> list[str]:
-    return [cfg.pod_supernet, cluster.service_cidr]
+    return [cfg.pod_supernet]
 
 
 def firewall_ruleset(cfg: NodeConfig, cluster: ClusterInfo) -> str:
@@ -146,11 +150,16 @@ def setup(cfg: NodeConfig, cluster: ClusterInfo) -> None:
     _ensure_bridge(cfg)
     for cidr in _blackholes(cfg, cluster):
         run(["ip", "route", "replace", "blackhole", cidr])
+    # Replaces a blackhole an older version left; goes away with the bridge.
+    run(["ip", "route", "replace", cluster.service_cidr, "dev", cfg.bridge, "scope", "link"])
     _ensure_firewall(cfg, cluster)
     _set_sysctls(cfg)
     write_cni_config(cfg)
     write_resolv_conf(cfg)
-    log(f"network: bridge {cfg.bridge} {cfg.gateway_cidr}, blackholes {_blackholes(cfg, cluster)}")
+    log(
+        f"network: bridge {cfg.bridge} {cfg.gateway_cidr}, blackholes {_blackholes(cfg, cluster)},"
+        f" services {cluster.service_cidr} on {cfg.bridge}"
+    )
 
 
 def _cleanup_portmap(cfg: NodeConfig) -> None:
