@@ -33,36 +33,6 @@ MANIFESTS = ROOT / "packages" / "dask-controller" / "tests" / "manifests"
 
 pytest.importorskip("dask_controller", reason="dask-controller is not installed")
 
-# Used only when the dask-crds package cannot generate its CRDs: the smallest schema that keeps
-# spec/status and the status + scale subresources the controller relies on.
-_FALLBACK_CRD = """
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: {plural}.kubernetes.dask.org
-spec:
-  group: kubernetes.dask.org
-  scope: Namespaced
-  names: {{kind: {kind}, plural: {plural}, singular: {singular}, listKind: {kind}List}}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
-          status: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
-    subresources:
-      status: {{}}
-      scale:
-        specReplicasPath: .spec.worker.replicas
-        statusReplicasPath: .status.replicas
-        labelSelectorPath: .status.selector
-"""
-
-
 #: The controller process of the running test and its log, for failure messages.
 _running: dict[str, Any] = {}
 
@@ -93,19 +63,10 @@ def _json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
 
 
 def _crd_manifests() -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "dask_crds.cli", "generate"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode == 0 and "CustomResourceDefinition" in result.stdout:
-        return result.stdout
-    docs = [
-        _FALLBACK_CRD.format(kind=k, plural=k.lower() + "s", singular=k.lower())
-        for k in ("DaskCluster", "DaskWorkerGroup")
-    ]
-    return "\n---\n".join(docs)
+    """The CRDs generated from the dask_crds models: exactly what the chart installs."""
+    from dask_crds import crd
+
+    return "\n---\n".join(crd.render_all().values())
 
 
 @pytest.fixture(scope="module")
