@@ -52,6 +52,17 @@ async def _json(call: Awaitable[Any]) -> Obj:
     return result
 
 
+async def _json_unless(call: Awaitable[Any], *statuses: int) -> Obj | None:
+    """Like :func:`_json`, but ``None`` when the API answers one of ``statuses`` (404: gone,
+    409: exists or changed) — the outcomes a level-triggered pass simply takes as they are."""
+    try:
+        return await _json(call)
+    except ApiException as exc:
+        if exc.status in statuses:
+            return None
+        raise
+
+
 class KubeApi(Protocol):
     """The calls the reconcile functions make (implemented by :class:`Kube`; faked in tests)."""
 
@@ -111,76 +122,42 @@ class Kube:
         return items
 
     async def get_pod(self, namespace: str, name: str) -> Obj | None:
-        try:
-            resp = await _json(
-                self.core.read_namespaced_pod(name, namespace, _preload_content=False)
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return resp
+        return await _json_unless(
+            self.core.read_namespaced_pod(name, namespace, _preload_content=False), 404
+        )
 
     async def create_pod(self, namespace: str, body: Obj) -> bool:
         """Create a pod; ``False`` if one of that name already exists."""
-        try:
-            await _json(self.core.create_namespaced_pod(namespace, body, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+        call = self.core.create_namespaced_pod(namespace, body, _preload_content=False)
+        return await _json_unless(call, 409) is not None
 
     async def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> bool:
         """Delete a pod (only the incarnation ``uid`` if given); ``False`` if already gone."""
         body: Obj = {"preconditions": {"uid": uid}} if uid else {}
-        try:
-            await _json(
-                self.core.delete_namespaced_pod(name, namespace, body=body, _preload_content=False)
-            )
-        except ApiException as exc:
-            if exc.status in (404, 409):
-                return False
-            raise
-        return True
+        call = self.core.delete_namespaced_pod(name, namespace, body=body, _preload_content=False)
+        return await _json_unless(call, 404, 409) is not None
 
     async def patch_pod_metadata(
         self, namespace: str, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
     ) -> None:
         patch = {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}}
-        try:
-            await _json(
-                self.core.patch_namespaced_pod(
-                    name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False
-                )
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        await _json_unless(
+            self.core.patch_namespaced_pod(
+                name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False
+            ),
+            404,
+        )
 
     # -- services --------------------------------------------------------------------------
 
     async def get_service(self, namespace: str, name: str) -> Obj | None:
-        try:
-            resp = await _json(
-                self.core.read_namespaced_service(name, namespace, _preload_content=False)
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return resp
+        return await _json_unless(
+            self.core.read_namespaced_service(name, namespace, _preload_content=False), 404
+        )
 
     async def create_service(self, namespace: str, body: Obj) -> bool:
-        try:
-            await _json(
-                self.core.create_namespaced_service(namespace, body, _preload_content=False)
-            )
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+        call = self.core.create_namespaced_service(namespace, body, _preload_content=False)
+        return await _json_unless(call, 409) is not None
 
     async def patch_service_metadata(
         self, namespace: str, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
@@ -190,30 +167,22 @@ class Kube:
 
     async def patch_service(self, namespace: str, name: str, patch: Obj) -> None:
         """Merge-patch a Service (nothing if it is gone)."""
-        try:
-            await _json(
-                self.core.patch_namespaced_service(
-                    name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False
-                )
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        await _json_unless(
+            self.core.patch_namespaced_service(
+                name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False
+            ),
+            404,
+        )
 
     # -- custom resources ------------------------------------------------------------------
 
     async def get_custom(self, kind: str, namespace: str, name: str) -> Obj | None:
-        try:
-            resp = await _json(
-                self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, _plural(kind), name, _preload_content=False
-                )
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return resp
+        return await _json_unless(
+            self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, _plural(kind), name, _preload_content=False
+            ),
+            404,
+        )
 
     async def list_custom(
         self, kind: str, namespace: str, selector: Mapping[str, str]
@@ -232,43 +201,26 @@ class Kube:
         return items
 
     async def create_custom(self, kind: str, namespace: str, body: Obj) -> bool:
-        try:
-            await _json(
-                self.custom.create_namespaced_custom_object(
-                    GROUP, VERSION, namespace, _plural(kind), body, _preload_content=False
-                )
-            )
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+        call = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, _plural(kind), body, _preload_content=False
+        )
+        return await _json_unless(call, 409) is not None
 
     async def patch_custom(self, kind: str, namespace: str, name: str, patch: Obj) -> bool:
         """Merge-patch a custom resource; ``False`` if it is gone."""
-        try:
-            await _json(self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, _plural(kind), name, patch,
-                _content_type=MERGE_PATCH, _preload_content=False,
-            ))  # fmt: skip
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        call = self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, _plural(kind), name, patch,
+            _content_type=MERGE_PATCH, _preload_content=False,
+        )  # fmt: skip
+        return await _json_unless(call, 404) is not None
 
     async def patch_custom_status(self, kind: str, namespace: str, name: str, status: Obj) -> bool:
         """Merge-patch the status subresource; ``False`` if the object is gone."""
-        try:
-            await _json(self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, _plural(kind), name, {"status": status},
-                _content_type=MERGE_PATCH, _preload_content=False,
-            ))  # fmt: skip
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        call = self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, _plural(kind), name, {"status": status},
+            _content_type=MERGE_PATCH, _preload_content=False,
+        )  # fmt: skip
+        return await _json_unless(call, 404) is not None
 
 
 def _plural(kind: str) -> str:
