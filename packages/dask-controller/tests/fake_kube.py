@@ -30,6 +30,7 @@ class FakeKube:
         self.calls: list[tuple[str, str]] = []
         self._uids = itertools.count(1)
         self._clock = itertools.count(1)
+        self.logs: dict[str, str] = {}
 
     # helpers for tests
     def add(self, kind: str, body: Obj) -> Obj:
@@ -48,6 +49,9 @@ class FakeKube:
 
     def names(self, kind: str) -> list[str]:
         return [o["metadata"]["name"] for o in self.of_kind(kind)]
+
+    def set_pod_log(self, name: str, text: str) -> None:
+        self.logs[name] = text
 
     def set_pod_state(self, name: str, phase: str = "Running", ready: bool = True) -> None:
         for (k, _, n), o in self.objects.items():
@@ -151,3 +155,23 @@ class FakeKube:
         self.calls.append(("status", f"{kind}/{name}"))
         obj["status"] = copy.deepcopy(status)
         return True
+
+    async def delete_custom(
+        self, kind: str, namespace: str, name: str, uid: str | None = None
+    ) -> bool:
+        self.calls.append(("delete", f"{kind}/{name}"))
+        obj = self.objects.get((kind, namespace, name))
+        if obj is None or (uid is not None and obj["metadata"]["uid"] != uid):
+            return False
+        del self.objects[(kind, namespace, name)]
+        return True
+
+    async def read_pod_log(
+        self, namespace: str, name: str, tail_lines: int | None = None
+    ) -> str | None:
+        if ("Pod", namespace, name) not in self.objects:
+            return None
+        text = self.logs.get(name)
+        if text is None or tail_lines is None:
+            return text
+        return "\n".join(text.splitlines()[-tail_lines:])

@@ -12,12 +12,13 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from dask_controller import health, k8s, metrics, reconcile
+from dask_controller import autoscaling, health, jobs, k8s, metrics, reconcile
 from dask_controller.settings import Settings
 from dask_crds import constants as c
 from dask_crds import naming
@@ -25,6 +26,15 @@ from dask_crds import naming
 logger = logging.getLogger(__name__)
 
 RESYNC_SECONDS = 10.0
+
+Reconciler = Callable[[k8s.KubeApi, Settings, k8s.Obj], Awaitable[reconcile.Outcome]]
+#: The reconcile function of each kind.
+RECONCILERS: dict[str, Reconciler] = {
+    "DaskCluster": reconcile.reconcile_cluster,
+    "DaskWorkerGroup": reconcile.reconcile_worker_group,
+    "DaskJob": jobs.reconcile_job,
+    "DaskAutoscaler": autoscaling.reconcile_autoscaler,
+}
 
 _state: dict[str, Any] = {"settings": Settings(), "kube": None, "kubeconfig": None}
 _kicks: dict[tuple[str, str, str], asyncio.Event] = {}
@@ -155,13 +165,9 @@ async def _loop(kind: str, namespace: str, name: str, stopped: kopf.DaemonStoppe
                 obj = await _kube().get_custom(kind, namespace, name)
                 if obj is None:
                     return
+                outcome = await RECONCILERS[kind](_kube(), _state["settings"], obj)
                 if kind == "DaskCluster":
-                    outcome = await reconcile.reconcile_cluster(_kube(), _state["settings"], obj)
                     _kick("DaskWorkerGroup", namespace, naming.default_worker_group_name(name))
-                else:
-                    outcome = await reconcile.reconcile_worker_group(
-                        _kube(), _state["settings"], obj
-                    )
                 _post(obj, outcome)
                 if outcome.requeue_after is not None:
                     delay = min(delay, outcome.requeue_after)
@@ -197,9 +203,34 @@ async def worker_group_loop(
     await _loop("DaskWorkerGroup", namespace or "", name, stopped)
 
 
+@kopf.daemon(c.GROUP, c.VERSION, "daskjobs", cancellation_timeout=5.0)
+async def job_loop(name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    await _loop("DaskJob", namespace or "", name, stopped)
+
+
+@kopf.daemon(c.GROUP, c.VERSION, "daskautoscalers", cancellation_timeout=5.0)
+async def autoscaler_loop(
+    name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    await _loop("DaskAutoscaler", namespace or "", name, stopped)
+
+
 @kopf.on.event(c.GROUP, c.VERSION, "daskclusters")
-def cluster_changed(name: str, namespace: str | None, **_: Any) -> None:
+def cluster_changed(name: str, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     _kick("DaskCluster", namespace, name)
+    job = labels.get(c.LABEL_JOB)
+    if job:  # a job's cluster: its readiness moves the job on
+        _kick("DaskJob", namespace, job)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, "daskjobs")
+def job_changed(name: str, namespace: str | None, **_: Any) -> None:
+    _kick("DaskJob", namespace, name)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, "daskautoscalers")
+def autoscaler_changed(name: str, namespace: str | None, **_: Any) -> None:
+    _kick("DaskAutoscaler", namespace, name)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, "daskworkergroups")
@@ -217,6 +248,9 @@ def pod_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     if group:
         _kick("DaskWorkerGroup", namespace, group)
     _kick("DaskCluster", namespace, cluster)
+    job = labels.get(c.LABEL_JOB)
+    if job:
+        _kick("DaskJob", namespace, job)
 
 
 @kopf.on.event("services", labels={c.LABEL_CLUSTER: kopf.PRESENT, c.LABEL_COMPONENT: "scheduler"})

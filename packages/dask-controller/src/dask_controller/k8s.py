@@ -88,6 +88,12 @@ class KubeApi(Protocol):
     async def patch_custom_status(
         self, kind: str, namespace: str, name: str, status: Obj
     ) -> bool: ...
+    async def delete_custom(
+        self, kind: str, namespace: str, name: str, uid: str | None = None
+    ) -> bool: ...
+    async def read_pod_log(
+        self, namespace: str, name: str, tail_lines: int | None = None
+    ) -> str | None: ...
 
 
 class Kube:
@@ -147,6 +153,24 @@ class Kube:
             ),
             404,
         )
+
+    async def read_pod_log(
+        self, namespace: str, name: str, tail_lines: int | None = None
+    ) -> str | None:
+        """The log of a pod's first container (the last ``tail_lines``); ``None`` if the pod is
+        gone or has no log yet."""
+        resp = await self.core.read_namespaced_pod_log(
+            name, namespace, tail_lines=tail_lines, _preload_content=False
+        )
+        data = await resp.read()
+        if resp.status in (400, 404):  # 400: the container has not started
+            return None
+        if resp.status >= 400:
+            exc = ApiException(status=resp.status, reason=resp.reason)
+            exc.body = data.decode(errors="replace")
+            raise exc
+        text: str = data.decode(errors="replace")
+        return text
 
     # -- services --------------------------------------------------------------------------
 
@@ -221,6 +245,19 @@ class Kube:
             _content_type=MERGE_PATCH, _preload_content=False,
         )  # fmt: skip
         return await _json_unless(call, 404) is not None
+
+    async def delete_custom(
+        self, kind: str, namespace: str, name: str, uid: str | None = None
+    ) -> bool:
+        """Delete a custom resource in the background (its children go by garbage collection);
+        only the incarnation ``uid`` if given. ``False`` if already gone."""
+        body: Obj = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        call = self.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, _plural(kind), name, body=body, _preload_content=False
+        )
+        return await _json_unless(call, 404, 409) is not None
 
 
 def _plural(kind: str) -> str:
