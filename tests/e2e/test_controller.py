@@ -11,6 +11,7 @@ Every wait is a poll against a deadline, never a bare sleep.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import signal
 import subprocess
@@ -491,6 +492,136 @@ def test_scale_up_and_down_loses_no_data(
         (pod,) = _workers(kubectl, ns)
         names = {w["name"] for w in client.scheduler_info()["workers"].values()}
         assert names == {pod}
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+        cluster.close()
+
+
+# The tests below send only functions the workers can import (operator.add, os.getenv): the
+# client runs the test's Python, the Dask image Debian's 3.11, and code pickled by value carries
+# bytecode of the client's version.
+
+
+def _running_pod_uid(kubectl: Kubectl, ns: str, name: str) -> str | None:
+    """The uid of pod ``name`` when it is Running and Ready, else ``None``."""
+    got = kubectl("get", "pod", "-n", ns, name, "-o", "json", check=False)
+    if got.returncode != 0:
+        return None
+    pod = json.loads(got.stdout)
+    if pod["metadata"].get("deletionTimestamp") or pod["status"].get("phase") != "Running":
+        return None
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in pod["status"].get("conditions") or []
+    )
+    return str(pod["metadata"]["uid"]) if ready else None
+
+
+@pytest.mark.usefixtures("needs_node")
+@pytest.mark.filterwarnings("ignore:Mismatched versions found")
+def test_scheduler_pod_deleted_workers_reconnect_and_compute(
+    kubectl: Kubectl,
+    namespace: str,
+    simple: str,
+    k8s_kubeconfig: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Delete the scheduler pod of a computing cluster: the controller recreates it, the workers
+    join the new scheduler, and a new client computes on them."""
+    from distributed import Client
+
+    from dask_kubecluster import KubeCluster
+
+    ns = namespace
+    monkeypatch.setenv("KUBECONFIG", str(k8s_kubeconfig))
+    cluster = KubeCluster.from_name(simple, namespace=ns, quiet=True)
+    try:
+        with Client(cluster) as client:  # type: ignore[no-untyped-call]
+            client.wait_for_workers(2, timeout=300)
+            assert client.submit(sum, [1, 2, 3]).result(timeout=120) == 6
+        old_uid = _running_pod_uid(kubectl, ns, "simple-scheduler")
+        assert old_uid is not None
+        kubectl("delete", "pod", "-n", ns, "simple-scheduler", "--wait=false")
+        _until(
+            "a new scheduler pod Running and Ready",
+            lambda: _running_pod_uid(kubectl, ns, "simple-scheduler") not in (None, old_uid),
+            timeout=300,
+        )
+    finally:
+        cluster.close()
+    # A new connection (the old port-forward pointed at the deleted pod).
+    cluster = KubeCluster.from_name(simple, namespace=ns, quiet=True)
+    try:
+        with Client(cluster) as client:  # type: ignore[no-untyped-call]
+            client.wait_for_workers(2, timeout=300)
+            names = {w["name"] for w in client.scheduler_info()["workers"].values()}
+            assert names == set(_workers(kubectl, ns))
+            futures = client.map(operator.add, range(100), [1] * 100, pure=False)
+            assert client.gather(futures) == list(range(1, 101))
+    finally:
+        cluster.close()
+
+
+@pytest.mark.usefixtures("needs_node")
+@pytest.mark.filterwarnings("ignore:Mismatched versions found")
+def test_worker_rollout_keeps_computing(
+    kubectl: Kubectl,
+    namespace: str,
+    simple: str,
+    k8s_kubeconfig: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Change the worker image and env of a running cluster: every worker is replaced, one at a
+    time through retirement, while a client keeps computing; persisted results survive it."""
+    from distributed import Client, wait
+
+    from dask_kubecluster import KubeCluster
+
+    ns = namespace
+    monkeypatch.setenv("KUBECONFIG", str(k8s_kubeconfig))
+    cluster = KubeCluster.from_name(simple, namespace=ns, quiet=True)
+    client = Client(cluster)  # type: ignore[no-untyped-call]
+    try:
+        client.wait_for_workers(2, timeout=300)
+        old_workers = set(_workers(kubectl, ns))
+        persisted = client.map(operator.mul, range(200), [3] * 200, pure=False)
+        wait(persisted)  # type: ignore[no-untyped-call]
+
+        body = yaml.safe_load((MANIFESTS / "simple-cluster.yaml").read_text())
+        container = body["spec"]["worker"]["spec"]["containers"][0]
+        container["image"] = "ghcr.io/dask/dask:2026.8.0"
+        container["env"] = [{"name": "ROLLOUT_MARK", "value": "v2"}]
+        patch = {"spec": {"worker": {"spec": {"containers": [container]}}}}
+        kubectl("patch", "daskcluster", simple, "-n", ns, "--type=merge", "-p", json.dumps(patch))
+
+        computed: list[int] = []
+
+        def rolled_while_computing() -> bool:
+            # One task per poll: the cluster answers throughout the rollout.
+            i = len(computed)
+            assert client.submit(operator.add, i, 1, pure=False).result(timeout=120) == i + 1
+            computed.append(i)
+            names = set(_workers(kubectl, ns))
+            return len(names) == 2 and not names & old_workers
+
+        _until("both workers replaced", rolled_while_computing, timeout=400)
+        _until(
+            "the scheduler sees exactly the new workers",
+            lambda: (
+                {w["name"] for w in client.scheduler_info()["workers"].values()}
+                == set(_workers(kubectl, ns))
+            ),
+            timeout=120,
+        )
+        assert len(computed) > 1
+        marks = client.run(os.getenv, "ROLLOUT_MARK")
+        assert set(marks.values()) == {"v2"}
+        lost = [f.key for f in persisted if f.status != "finished"]
+        assert lost == []
+        assert client.gather(persisted) == [i * 3 for i in range(200)]  # type: ignore[no-untyped-call]
+        for name in _workers(kubectl, ns):
+            pod = _json(kubectl, "get", "pod", "-n", ns, name)
+            assert pod["spec"]["containers"][0]["image"] == "ghcr.io/dask/dask:2026.8.0"
     finally:
         client.close()  # type: ignore[no-untyped-call]
         cluster.close()
