@@ -36,6 +36,7 @@ from distributed import Client
 import dask_crds.constants as crd_constants
 from dask_kubecluster import (
     ClusterNotFoundError,
+    CrashLoopError,
     CRDNotInstalledError,
     ImagePullError,
     KubeCluster,
@@ -440,4 +441,21 @@ def test_bad_image_is_an_image_pull_error(kubectl: Kubectl, namespace: str) -> N
     bad = "ghcr.io/dask/dask:no-such-tag-e2e"
     with pytest.raises(ImagePullError, match="no-such-tag-e2e"):
         KubeCluster(name="badimage", n_workers=0, resource_timeout=90, **_kw(namespace, image=bad))
+    _until("cluster cleaned up", lambda: _clusters(kubectl, namespace) == [])
+
+
+@pytest.mark.usefixtures("kubeconfig_env", "node")
+def test_crashing_scheduler_is_a_crash_loop_error_with_its_log(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    spec = make_cluster_spec("crashy", image=IMAGE, n_workers=0)
+    container = spec["spec"]["scheduler"]["spec"]["containers"][0]
+    container["command"] = ["sh", "-c", "echo e2e-crash-marker: bad scheduler config >&2; exit 3"]
+    container.pop("args", None)
+    with pytest.raises(CrashLoopError, match="CrashLoopBackOff") as info:
+        KubeCluster(custom_cluster_spec=spec, namespace=namespace, quiet=True, resource_timeout=240)
+    message = str(info.value)
+    assert "crashy-scheduler" in message
+    assert "e2e-crash-marker: bad scheduler config" in message  # the tail of its log
+    assert info.value.pod == "crashy-scheduler"
     _until("cluster cleaned up", lambda: _clusters(kubectl, namespace) == [])
