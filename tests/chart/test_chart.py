@@ -163,6 +163,57 @@ def test_single_namespace_with_all_namespaces_is_refused(helm: str) -> None:
     assert "kopfArgs={--namespace=team-a}" in out.stderr
 
 
+def test_peering_two_replicas(render: Render) -> None:
+    docs = render("peering.enabled=true", "replicaCount=2")
+    deployment = only(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    c = container(docs)
+    assert "--peering=dask-kubernetes-operator" in c["args"]
+    assert "--standalone" not in c["args"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    crds = {d["metadata"]["name"]: d for d in by_kind(docs, "CustomResourceDefinition")}
+    assert crds["kopfpeerings.kopf.dev"]["spec"]["scope"] == "Namespaced"
+    assert crds["clusterkopfpeerings.kopf.dev"]["spec"]["scope"] == "Cluster"
+    for name in ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        assert crds[name]["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    [rule] = [r for r in only(docs, "ClusterRole")["rules"] if "kopf.dev" in r["apiGroups"]]
+    assert set(rule["resources"]) == {"kopfpeerings", "clusterkopfpeerings"}
+    assert "create" in rule["verbs"]
+    # Single-namespace mode: a Role cannot hold the cluster-scoped peering.
+    docs = render(
+        "peering.enabled=true", "rbac.cluster=false", "kopfArgs={--namespace=team-a}",
+        namespace="team-a",
+    )  # fmt: skip
+    [rule] = [r for r in only(docs, "Role")["rules"] if "kopf.dev" in r["apiGroups"]]
+    assert rule["resources"] == ["kopfpeerings"]
+    # Someone else's kopf CRDs: left alone.
+    others = by_kind(
+        render("peering.enabled=true", "peering.installCRDs=false"), "CustomResourceDefinition"
+    )
+    assert not [d for d in others if d["spec"]["group"] == "kopf.dev"]
+
+
+def test_two_replicas_without_peering_are_refused(helm: str) -> None:
+    out = _run(helm, "template", "r", str(CHART), "--set", "replicaCount=2")
+    assert out.returncode != 0
+    assert "peering.enabled=true" in out.stderr
+
+
+def test_extra_rules_for_plugins(helm: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    rule = {
+        "apiGroups": ["networking.istio.io"],
+        "resources": ["virtualservices"],
+        "verbs": ["get", "create", "patch", "delete"],
+    }
+    values.write_text(yaml.safe_dump({"rbac": {"extraRules": [rule]}}))
+    out = _run(helm, "template", "release", str(CHART), "-f", str(values))
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert rule in only(docs, "ClusterRole")["rules"]
+
+
 def test_typo_in_values_fails(helm: str) -> None:
     out = _run(helm, "template", "r", str(CHART), "--set", "rbac.clsuter=false")
     assert out.returncode != 0

@@ -8,6 +8,7 @@ image is built from this checkout and imported into the node's containerd (no re
 from __future__ import annotations
 
 import json
+import operator
 import os
 import shutil
 import subprocess
@@ -207,6 +208,41 @@ def _running_pods(kubectl: Kubectl, namespace: str, selector: str) -> list[dict[
     ]
 
 
+def _workers(kubectl: Kubectl, namespace: str) -> list[str]:
+    pods = _json(kubectl, "get", "pods", "-n", namespace, "-l", "dask.org/component=worker")
+    return [
+        p["metadata"]["name"] for p in pods["items"] if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def _compute_and_scale_down(
+    kubectl: Kubectl, namespace: str, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client computes on the reference cluster; `kubectl scale` to one worker then goes
+    through the operator pod's own connection to the scheduler (retirement), losing nothing."""
+    from distributed import Client, wait
+
+    from dask_kubecluster import KubeCluster
+
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    # Only functions the workers import are sent: the image's Python is not the test's.
+    with (
+        KubeCluster.from_name("simple", namespace=namespace, quiet=True) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        client.wait_for_workers(2, timeout=WAIT)
+        futures = client.map(operator.mul, range(100), [2] * 100, pure=False)
+        wait(futures)  # type: ignore[no-untyped-call]
+        kubectl("scale", "daskcluster", "simple", "-n", namespace, "--replicas=1")
+        _until("one worker pod left", lambda: len(_workers(kubectl, namespace)) == 1)
+        _until(
+            "the scheduler down to one worker",
+            lambda: len(client.scheduler_info()["workers"]) == 1,
+        )
+        assert [f.key for f in futures if f.status != "finished"] == []
+        assert client.gather(futures) == [i * 2 for i in range(100)]
+
+
 def _cluster_ready(kubectl: Kubectl, namespace: str) -> bool:
     scheduler = _running_pods(kubectl, namespace, "dask.org/component=scheduler")
     workers = _running_pods(kubectl, namespace, "dask.org/component=worker")
@@ -214,12 +250,15 @@ def _cluster_ready(kubectl: Kubectl, namespace: str) -> bool:
     return len(scheduler) == 1 and len(workers) == want
 
 
+@pytest.mark.filterwarnings("ignore:Mismatched versions found", "ignore::ResourceWarning")
 def test_operator_pod_runs_a_reference_cluster(
     kubectl: Kubectl,
     helm: Helm,
     release: tuple[str, str],
     operator_image: str,
     namespaces: Callable[[], str],
+    k8s_kubeconfig: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     name, namespace = release
     _install_operator(helm, name, namespace, operator_image)
@@ -237,6 +276,7 @@ def test_operator_pod_runs_a_reference_cluster(
         "the reference DaskCluster's scheduler and workers running",
         lambda: _cluster_ready(kubectl, users),
     )
+    _compute_and_scale_down(kubectl, users, k8s_kubeconfig, monkeypatch)
 
     kubectl("delete", "daskcluster", "--all", "-n", users, "--wait=true", "--timeout=120s")
     _until(
@@ -271,3 +311,58 @@ def test_single_namespace_mode_leaves_other_namespaces_alone(
     assert _json(kubectl, "get", "pods", "-n", other)["items"] == []
     assert "status" not in _json(kubectl, "get", "daskcluster", "simple", "-n", other)
     kubectl("delete", "daskcluster", "--all", "-n", namespace, "--wait=true", "--timeout=120s")
+
+
+def _peers(kubectl: Kubectl, peering: str) -> dict[str, Any]:
+    got = kubectl("get", "clusterkopfpeering", peering, "-o", "json", check=False)
+    if got.returncode != 0:
+        return {}
+    status: dict[str, Any] = json.loads(got.stdout).get("status") or {}
+    return {k: v for k, v in status.items() if isinstance(v, dict)}
+
+
+def test_two_replicas_with_peering_one_acts_and_one_takes_over(
+    kubectl: Kubectl,
+    helm: Helm,
+    release: tuple[str, str],
+    operator_image: str,
+    namespaces: Callable[[], str],
+) -> None:
+    """replicaCount=2 with peering: both replicas join the peering with distinct priorities,
+    a DaskCluster is served once (no duplicate pods), and after the active replica's pod is
+    deleted the operator still serves new clusters."""
+    name, namespace = release
+    peering = f"peering-{name}"
+    try:
+        _install_operator(
+            helm, name, namespace, operator_image,
+            "replicaCount=2", "peering.enabled=true", f"peering.name={peering}",
+        )  # fmt: skip
+        pods = _json(
+            kubectl, "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={name}"
+        )["items"]
+        replicas = {
+            p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")
+        }
+        assert len(replicas) == 2
+        _until("both replicas in the peering", lambda: replicas <= set(_peers(kubectl, peering)))
+        priorities = {k: v.get("priority") for k, v in _peers(kubectl, peering).items()}
+        assert len({priorities[r] for r in replicas}) == 2, priorities  # no tie: no freeze
+        active = max(replicas, key=lambda r: int(priorities[r]))
+
+        first = namespaces()
+        _apply_reference(kubectl, first)
+        _until("the first DaskCluster running", lambda: _cluster_ready(kubectl, first))
+        assert len(_workers(kubectl, first)) == 2  # served once, not by both replicas
+
+        kubectl("delete", "pod", "-n", namespace, active, "--wait=true", "--timeout=120s")
+        second = namespaces()
+        _apply_reference(kubectl, second)
+        _until(
+            "a DaskCluster created after the active replica left, running",
+            lambda: _cluster_ready(kubectl, second),
+        )
+        assert len(_workers(kubectl, second)) == 2
+        assert active not in _peers(kubectl, peering)  # it signed off the peering on exit
+    finally:
+        kubectl("delete", "clusterkopfpeering", peering, "--ignore-not-found", check=False)

@@ -54,3 +54,33 @@ def test_bad_plugin_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> N
 
 def test_discover_finds_nothing_by_default() -> None:
     assert isinstance(plugins.discover(), list)
+
+
+def test_peering_object_namespaces() -> None:
+    from dask_controller.handlers import Peering
+
+    assert Peering("p", clusterwide=True).object_namespaces() == [None]
+    assert Peering("p", False, ("team-a", "team-*", "b")).object_namespaces() == ["team-a", "b"]
+
+
+def test_peering_replicas_draw_distinct_priorities(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kopf pauses every replica that ties on priority: with --peering and no --priority each
+    process draws its own; an explicit --priority is kept."""
+    import kopf
+
+    from dask_controller import handlers
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(kopf, "run", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(handlers, "configure", lambda *a, **kw: None)
+    monkeypatch.setattr(plugins, "load_plugins", list)
+    for _ in range(3):
+        assert cli.main(["run", "-A", "--peering", "p"]) == 0
+    assert cli.main(["run", "-A", "--peering", "p", "--priority", "7"]) == 0
+    assert cli.main(["run", "-A"]) == 0
+    drawn = [c["priority"] for c in calls[:3]]
+    assert all(isinstance(p, int) and p > 0 for p in drawn)
+    assert len(set(drawn)) == 3
+    assert calls[3]["priority"] == 7
+    assert calls[4]["priority"] is None
+    assert calls[4]["standalone"] is True

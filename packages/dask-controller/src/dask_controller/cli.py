@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import sys
 from collections.abc import Sequence
 
@@ -36,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run without peering (the default; for explicitness in manifests)",
     )  # fmt: skip
     run.add_argument(
+        "--priority", type=int, default=None, metavar="N",
+        help="peering priority: the live replica with the highest one acts, the others wait "
+        "(default with --peering: random, so that replicas never tie; a tie pauses all of them)",
+    )  # fmt: skip
+    run.add_argument(
         "--metrics-port", type=int, default=None, metavar="PORT",
         help="serve the operator's Prometheus metrics on this port (/metrics)",
     )  # fmt: skip
@@ -66,7 +72,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     )
     if not args.verbose:  # kopf logs every successful handler call at INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    handlers.configure(settings, kubeconfig=args.kubeconfig)
+    priority = args.priority
+    if args.peering is not None and priority is None:
+        # kopf pauses every replica when two share a priority: draw distinct ones.
+        priority = random.SystemRandom().randint(1, 2**31 - 1)
+    peering = (
+        handlers.Peering(args.peering, bool(args.all_namespaces), tuple(args.namespace))
+        if args.peering is not None
+        else None
+    )
+    handlers.configure(settings, kubeconfig=args.kubeconfig, peering=peering)
     if args.metrics_port is not None:
         from dask_controller import metrics
 
@@ -77,6 +92,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         namespaces=args.namespace,
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=priority,
         liveness_endpoint=args.liveness,
     )
     return 0

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
@@ -36,17 +37,40 @@ RECONCILERS: dict[str, Reconciler] = {
     "DaskAutoscaler": autoscaling.reconcile_autoscaler,
 }
 
-_state: dict[str, Any] = {"settings": Settings(), "kube": None, "kubeconfig": None}
+_state: dict[str, Any] = {
+    "settings": Settings(),
+    "kube": None,
+    "kubeconfig": None,
+    "peering": None,
+}
 _kicks: dict[tuple[str, str, str], asyncio.Event] = {}
 _heartbeats = health.Heartbeats()
 #: Seconds the liveness probe allows for an API round trip.
 LIVENESS_API_TIMEOUT = 10.0
 
 
-def configure(settings: Settings, kubeconfig: str | None = None) -> None:
+@dataclass(frozen=True)
+class Peering:
+    """The kopf peering the operator joins: its name and where its object lives."""
+
+    name: str
+    clusterwide: bool
+    namespaces: tuple[str, ...] = ()
+
+    def object_namespaces(self) -> list[str | None]:
+        """``None`` for the one ClusterKopfPeering, else each named (non-glob) namespace."""
+        if self.clusterwide:
+            return [None]
+        return [ns for ns in self.namespaces if not any(ch in ns for ch in "*?[!")]
+
+
+def configure(
+    settings: Settings, kubeconfig: str | None = None, peering: Peering | None = None
+) -> None:
     """Set what the handlers use; call before the operator starts."""
     _state["settings"] = settings
     _state["kubeconfig"] = kubeconfig
+    _state["peering"] = peering
 
 
 def _kick(kind: str, namespace: str | None, name: str | None) -> None:
@@ -72,6 +96,15 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     await k8s.load_config(_state["kubeconfig"])
     _state["kube"] = k8s.Kube()
+    peering = _state["peering"]
+    if isinstance(peering, Peering):
+        # kopf waits, paused, until its peering object exists: make sure it does. Startup
+        # handlers finish before kopf starts any watch, so no replica acts before this.
+        try:
+            for ns in peering.object_namespaces():
+                await _kube().ensure_kopf_peering(peering.name, ns)
+        except k8s.PeeringUnavailable as exc:
+            raise kopf.PermanentError(str(exc)) from exc
 
 
 @kopf.on.cleanup()

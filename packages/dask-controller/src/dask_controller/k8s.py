@@ -259,6 +259,39 @@ class Kube:
         )
         return await _json_unless(call, 404, 409) is not None
 
+    # -- kopf peering ----------------------------------------------------------------------
+
+    async def ensure_kopf_peering(self, name: str, namespace: str | None) -> None:
+        """Create kopf's peering object (a ClusterKopfPeering when ``namespace`` is None) unless
+        it exists. A missing CRD is an error that says how to install it."""
+        kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+        body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
+        if namespace:
+            call = self.custom.create_namespaced_custom_object(
+                "kopf.dev", "v1", namespace, "kopfpeerings", body, _preload_content=False
+            )
+        else:
+            call = self.custom.create_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", body, _preload_content=False
+            )
+        try:
+            await _json_unless(call, 409)
+        except ApiException as exc:
+            if exc.status == 403:  # not ours to create; an administrator may have made it
+                logger.warning("cannot create %s %s (forbidden); assuming it exists", kind, name)
+                return
+            if exc.status == 404:
+                raise PeeringUnavailable(
+                    f"--peering {name}: the {kind} CRD (group kopf.dev) is not installed; "
+                    "install it with the Helm chart (peering.installCRDs=true) or run without "
+                    "--peering"
+                ) from exc
+            raise
+
+
+class PeeringUnavailable(RuntimeError):
+    """kopf peering was asked for but cannot work here."""
+
 
 def _plural(kind: str) -> str:
     for k, plural in PLURALS.items():
