@@ -12,7 +12,6 @@ import operator
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from e2e_support import get_json, ready_node, until
 
 if TYPE_CHECKING:
     from ci.localk8s.pytest_plugin import Kubectl
@@ -39,24 +39,11 @@ Helm = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(1.0)  # polling interval of a condition wait, not synchronisation
+    until(what, check, timeout, interval=1.0)
 
 
-def _json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(kubectl(*args, "-o", "json").stdout)
-    return out
-
-
-def _ready_node(kubectl: Kubectl) -> bool:
-    for node in _json(kubectl, "get", "nodes")["items"]:
-        for cond in node.get("status", {}).get("conditions", []):
-            if cond.get("type") == "Ready" and cond.get("status") == "True":
-                return True
-    return False
+_json = get_json
+_ready_node = ready_node
 
 
 @pytest.fixture(scope="module")

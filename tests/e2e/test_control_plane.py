@@ -10,13 +10,13 @@ import asyncio
 import base64
 import json
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_support import exists, get_json, until
 
 from ci.localk8s import versions
 from ci.localk8s.pytest_plugin import Kubectl, external_kubeconfig
@@ -25,24 +25,11 @@ WAIT = 90.0  # seconds any single condition may take on a busy 2-core machine
 
 
 def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)  # poll interval of a deadline loop
+    until(what, check, timeout, interval=0.2)
 
 
-def _json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(kubectl(*args, "-o", "json").stdout)
-    return data
-
-
-def _exists(kubectl: Kubectl, *args: str) -> bool:
-    result = kubectl("get", *args, check=False)
-    if result.returncode == 0:
-        return True
-    assert "NotFound" in result.stderr, result.stderr
-    return False
+_json = get_json
+_exists = exists
 
 
 @pytest.fixture

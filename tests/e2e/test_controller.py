@@ -14,111 +14,62 @@ import json
 import operator
 import os
 import signal
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from e2e_support import (
+    MANIFESTS,
+    ControllerProcess,
+    exists,
+    fresh_namespace,
+    get_json,
+    install_crds,
+    ready_node,
+    until,
+)
 
 if TYPE_CHECKING:
     from ci.localk8s.pytest_plugin import Kubectl
 
 WAIT = 90.0
-ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = ROOT / "packages" / "dask-controller" / "tests" / "manifests"
 
 pytest.importorskip("dask_controller", reason="dask-controller is not installed")
 
-#: The controller process of the running test and its log, for failure messages.
-_running: dict[str, Any] = {}
-
-
-def _controller_log() -> str:
-    log = _running.get("log")
-    if not isinstance(log, Path) or not log.exists():
-        return ""
-    return "\ncontroller log (tail):\n" + log.read_text()[-4000:]
+#: The controller of the running test, for failure messages and early failure when it exits.
+_running: dict[str, ControllerProcess] = {}
 
 
 def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        proc = _running.get("proc")
-        if isinstance(proc, subprocess.Popen) and proc.poll() is not None:
-            pytest.fail(
-                f"the controller exited ({proc.returncode}) before {what}{_controller_log()}"
-            )
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{_controller_log()}")
-        time.sleep(0.25)  # poll interval of a deadline loop
+    ctl = _running.get("controller")
+    until(
+        what, check, timeout,
+        context=ctl.tail if ctl else None, abort=ctl.exited if ctl else None,
+    )  # fmt: skip
 
 
-def _json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(kubectl(*args, "-o", "json").stdout)
-    return data
-
-
-def _crd_manifests() -> str:
-    """The CRDs generated from the dask_crds models: exactly what the chart installs."""
-    from dask_crds import crd
-
-    return "\n---\n".join(crd.render_all().values())
+_json = get_json
+_ready_node = ready_node
 
 
 @pytest.fixture(scope="module")
 def crds(kubectl: Kubectl) -> None:
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=_crd_manifests())
-    for plural in ("daskclusters", "daskworkergroups"):
-        kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.kubernetes.dask.org",
-            "--timeout=60s",
-        )  # fmt: skip
+    install_crds(kubectl)
 
 
 @pytest.fixture
 def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    base = request.node.name.lower().replace("_", "-")[:30].strip("-")
-    name = f"e2e-ctl-{base}-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+    with fresh_namespace(kubectl, "e2e-ctl", request.node.name) as name:
+        yield name
 
 
-class Controller:
-    """`dask-controller run --namespace NS` as a subprocess, restartable."""
+class Controller(ControllerProcess):
+    """The test's controller, always with ``--verbose``."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
-        self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, **env: str) -> None:
-        full_env = {
-            **os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **env
-        }  # fmt: skip
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dask_controller.cli", "run", "--namespace",
-                 self.namespace, "--kubeconfig", str(self.kubeconfig), "--verbose"],
-                stdout=out, stderr=subprocess.STDOUT, env=full_env,
-            )  # fmt: skip
-        _running.update(proc=self.proc, log=self.log)
-
-    def stop(self, sig: int = signal.SIGINT) -> None:
-        proc, self.proc = self.proc, None
-        _running.pop("proc", None)
-        if proc is None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    def start(self, *args: str, pythonpath: str | None = None, **env: str) -> None:
+        super().start("--verbose", *args, pythonpath=pythonpath, **env)
 
 
 @pytest.fixture
@@ -126,6 +77,7 @@ def controller_proc(
     k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path
 ) -> Iterator[Controller]:
     ctl = Controller(k8s_kubeconfig, namespace, tmp_path / "controller.log")
+    _running["controller"] = ctl
     try:
         yield ctl
     finally:
@@ -158,20 +110,7 @@ def _workers(kubectl: Kubectl, ns: str, group: str = "simple-default") -> list[s
 
 
 def _exists(kubectl: Kubectl, ns: str, *what: str) -> bool:
-    result = kubectl("get", "-n", ns, *what, check=False)
-    if result.returncode == 0:
-        return True
-    assert "NotFound" in result.stderr, result.stderr
-    return False
-
-
-def _ready_node(kubectl: Kubectl) -> bool:
-    nodes = _json(kubectl, "get", "nodes")["items"]
-    for node in nodes:
-        for cond in node.get("status", {}).get("conditions", []):
-            if cond.get("type") == "Ready" and cond.get("status") == "True":
-                return True
-    return False
+    return exists(kubectl, "-n", ns, *what)
 
 
 @pytest.fixture

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +30,14 @@ import pytest
 pytest.importorskip("dask_kubecluster", reason="dask-kubecluster is not installed")
 
 from distributed import Client
+from e2e_support import (
+    ControllerProcess,
+    fresh_namespace,
+    get_json,
+    install_crds,
+    ready_node,
+    until,
+)
 
 import dask_crds.constants as crd_constants
 from dask_kubecluster import (
@@ -60,27 +66,13 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Mismatched versions found",
 )
 
-_KINDS = ("DaskCluster", "DaskWorkerGroup", "DaskJob", "DaskAutoscaler")
-
 
 def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)  # poll interval of a deadline loop
+    until(what, check, timeout)
 
 
-def _json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(kubectl(*args, "-o", "json").stdout)
-    return data
-
-
-def _crd_manifests() -> str:
-    """The CRDs generated from the dask_crds models: exactly what the chart installs."""
-    from dask_crds import crd
-
-    return "\n---\n".join(crd.render_all().values())
+_json = get_json
+_ready_node = ready_node
 
 
 def _controller_can_run() -> bool:
@@ -93,23 +85,9 @@ def _controller_can_run() -> bool:
     return result.returncode == 0
 
 
-def _ready_node(kubectl: Kubectl) -> bool:
-    for node in _json(kubectl, "get", "nodes")["items"]:
-        for cond in node.get("status", {}).get("conditions", []):
-            if cond.get("type") == "Ready" and cond.get("status") == "True":
-                return True
-    return False
-
-
 @pytest.fixture(scope="module")
 def crds(kubectl: Kubectl) -> None:
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=_crd_manifests())
-    for kind in _KINDS:
-        plural = kind.lower() + "s"
-        kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.kubernetes.dask.org",
-            "--timeout=60s",
-        )  # fmt: skip
+    install_crds(kubectl)
 
 
 @pytest.fixture
@@ -121,11 +99,8 @@ def kubeconfig_env(k8s_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 
 @pytest.fixture
 def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    base = request.node.name.lower().replace("_", "-").replace("[", "-")[:28].strip("-")
-    name = f"e2e-kc-{base}-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+    with fresh_namespace(kubectl, "e2e-kc", request.node.name) as name:
+        yield name
 
 
 @pytest.fixture
@@ -133,24 +108,13 @@ def controller(k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path)
     """``dask-controller run --namespace NS`` as a subprocess; yields its log file."""
     if not _controller_can_run():
         pytest.skip("the dask-controller CLI has no `run` command (controller not merged yet)")
-    log = tmp_path / "controller.log"
-    env = {**os.environ, "KUBECONFIG": str(k8s_kubeconfig), "PYTHONUNBUFFERED": "1"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dask_controller.cli", "run", "--namespace", namespace,
-             "--kubeconfig", str(k8s_kubeconfig)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+    ctl = ControllerProcess(k8s_kubeconfig, namespace, tmp_path / "controller.log")
+    ctl.start()
     try:
-        yield log
+        yield ctl.log
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        print(f"--- controller log (tail) ---\n{log.read_text()[-4000:]}")  # shown on failure
+        ctl.stop()
+        print(ctl.tail())  # shown on failure
 
 
 @pytest.fixture

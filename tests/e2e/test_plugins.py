@@ -10,17 +10,12 @@ installing anything into the test environment.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from e2e_support import ControllerProcess, exists, fresh_namespace, install_crds, until
 
 if TYPE_CHECKING:
     from ci.localk8s.pytest_plugin import Kubectl
@@ -40,14 +35,6 @@ def mark_cluster(patch, name, **_):
 """
 
 
-def _until(what: str, check: Callable[[], bool], log: Path, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{log.read_text()}")
-        time.sleep(0.25)  # poll interval of a deadline loop
-
-
 def _write_plugins(where: Path) -> None:
     """A working plugin and a broken one, as two distributions on ``where``."""
     (where / "dask_e2e_plugin.py").write_text(PLUGIN)
@@ -64,37 +51,19 @@ def _write_plugins(where: Path) -> None:
 
 @pytest.fixture
 def namespace(kubectl: Kubectl) -> Iterator[str]:
-    name = f"e2e-plugins-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+    with fresh_namespace(kubectl, "e2e-plugins") as name:
+        yield name
 
 
 def test_plugin_handler_runs_and_a_broken_plugin_is_skipped(
     kubectl: Kubectl, k8s_kubeconfig: Path, namespace: str, tmp_path: Path
 ) -> None:
-    from dask_crds import crd
-
-    kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", "-",
-        input="\n---\n".join(crd.render_all().values()),
-    )  # fmt: skip
-    kubectl(
-        "wait", "--for=condition=Established", "crd/daskclusters.kubernetes.dask.org",
-        "--timeout=60s",
-    )  # fmt: skip
+    install_crds(kubectl)
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     _write_plugins(plugins)
-    log = tmp_path / "controller.log"
-    path = os.pathsep.join(p for p in (str(plugins), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "KUBECONFIG": str(k8s_kubeconfig), "PYTHONPATH": path}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dask_controller.cli", "run", "--namespace", namespace,
-             "--kubeconfig", str(k8s_kubeconfig)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+    ctl = ControllerProcess(k8s_kubeconfig, namespace, tmp_path / "controller.log")
+    ctl.start(pythonpath=str(plugins))
     try:
         kubectl("apply", "-n", namespace, "-f", str(REFERENCE))
 
@@ -103,25 +72,20 @@ def test_plugin_handler_runs_and_a_broken_plugin_is_skipped(
             annotations = json.loads(got.stdout)["metadata"].get("annotations") or {}
             return annotations.get("e2e.dask.org/plugin") == "saw simple"
 
-        _until("the plugin's handler to annotate the DaskCluster", annotated, log)
+        until(
+            "the plugin's handler to annotate the DaskCluster", annotated,
+            context=ctl.tail, abort=ctl.exited,
+        )  # fmt: skip
         # The operator's own handlers run next to it: the scheduler pod is created.
-        _until(
+        until(
             "the scheduler pod",
-            lambda: (
-                kubectl("get", "pod", "simple-scheduler", "-n", namespace, check=False).returncode
-                == 0
-            ),
-            log,
-        )
-        assert proc.poll() is None, log.read_text()
-        text = log.read_text()
+            lambda: exists(kubectl, "pod", "simple-scheduler", "-n", namespace),
+            context=ctl.tail, abort=ctl.exited,
+        )  # fmt: skip
+        assert ctl.exited() is None, ctl.tail()
+        text = ctl.log.read_text()
         assert "loaded dask operator plugin 'e2e'" in text
         assert "plugin 'e2e-broken'" in text
         assert "ImportError: e2e broken plugin" in text
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        ctl.stop()
