@@ -128,49 +128,11 @@ class CertificateAuthority:
         ip_addresses: Sequence[str] = (),
     ) -> CertPair:
         """Sign a new key pair; writes `<path_stem>.crt` and `<path_stem>.key`."""
-        ca_key = _load_key(self.key_path)
-        ca_cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.timezone.utc)
-        usages = ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else []) + (
-            [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
-        )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name, organizations))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-            )
-        )
-        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
         pair = CertPair(cert=path_stem.with_suffix(".crt"), key=path_stem.with_suffix(".key"))
-        _write_key(key, pair.key)
-        _write_cert(cert, pair.cert)
+        issue_cert(
+            self.cert_path, self.key_path, pair, common_name, organizations,
+            client=client, server=server, dns_names=dns_names, ip_addresses=ip_addresses,
+        )  # fmt: skip
         return pair
 
     def issue_client(self, path_stem: Path, user: str, groups: Sequence[str] = ()) -> CertPair:
@@ -187,3 +149,62 @@ def write_service_account_key(private: Path, public: Path) -> None:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+
+
+def issue_cert(
+    ca_cert: Path,
+    ca_key: Path,
+    out: CertPair,
+    common_name: str,
+    organizations: Sequence[str] = (),
+    *,
+    client: bool = True,
+    server: bool = False,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
+) -> None:
+    """Write a new P-256 key and a certificate for it signed by the CA in ``ca_cert``/``ca_key``:
+    CN ``common_name`` (the user), O ``organizations`` (the groups), client and/or server use,
+    and the given DNS/IP subject alternative names."""
+    signer = _load_key(ca_key)
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    usages = ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else []) + (
+        [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, organizations))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
+        )
+    )
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(signer, hashes.SHA256())
+    _write_key(key, out.key)
+    _write_cert(cert, out.cert)

@@ -8,8 +8,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from ci.localk8s.kubeconfig import write_kubeconfig
+
 from .config import ClusterInfo, NodeConfig
-from .pki import issue_cert, write_kubeconfig
+from .pki import issue_cert
 from .proc import log, run, start_daemon, stop_daemon
 
 KUBELET = "kubelet"
@@ -31,8 +33,8 @@ def _identity(
     )  # fmt: skip
     kubeconfig = cfg.conf_dir / f"{name}.kubeconfig"
     write_kubeconfig(
-        kubeconfig, server=cluster.server, ca_cert=cluster.ca_cert, client_cert=cert,
-        client_key=key, user=cn,
+        kubeconfig, cluster="dask-k8s", server=cluster.server, ca_file=cluster.ca_cert,
+        user=cn, cert_file=cert, key_file=key,
     )  # fmt: skip
     return kubeconfig
 

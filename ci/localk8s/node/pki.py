@@ -1,4 +1,4 @@
-"""Certificates and kubeconfigs of the node's components, signed by the cluster CA.
+"""Certificates of the node's components, signed by the cluster CA (reused while valid).
 
 * kubelet client: ``CN=system:node:<node>``, ``O=system:nodes`` (Node authorizer + NodeRestriction);
 * kubelet serving: valid for the node IP (the bridge gateway), 127.0.0.1 and the node name (the
@@ -10,26 +10,13 @@
 from __future__ import annotations
 
 import datetime
-import ipaddress
 from pathlib import Path
 
-import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
-
-def _load_ca(
-    ca_cert: Path, ca_key: Path
-) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
-    cert = x509.load_pem_x509_certificate(ca_cert.read_bytes())
-    key = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
-    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
-        raise TypeError(f"unsupported CA key type {type(key).__name__}")
-    return cert, key
+from ci.localk8s import pki
 
 
 def _sans(cert: x509.Certificate) -> set[str]:
@@ -70,81 +57,11 @@ def issue_cert(
 ) -> None:
     """Write a P-256 key and a certificate signed by the cluster CA (client, and server if SANs
     are given). Idempotent: a valid certificate for the same CA and name is kept."""
-    ca, signer = _load_ca(ca_cert, ca_key)
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
     sans = set(server_ips) | set(server_dns)
     if out_key.is_file() and _still_valid(out_cert, ca, common_name, sans):
         return
-    key = ec.generate_private_key(ec.SECP256R1())
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    now = datetime.datetime.now(datetime.timezone.utc)
-    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
-    if server_ips or server_dns:
-        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attrs))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    )
-    if server_ips or server_dns:
-        names: list[x509.GeneralName] = [x509.DNSName(d) for d in server_dns]
-        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    cert = builder.sign(signer, hashes.SHA256())
-    out_key.parent.mkdir(parents=True, exist_ok=True)
-    out_key.touch(mode=0o600)
-    out_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    out_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def write_kubeconfig(
-    path: Path, *, server: str, ca_cert: Path, client_cert: Path, client_key: Path, user: str
-) -> None:
-    """A kubeconfig with absolute paths to the CA and the client certificate."""
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "dask-k8s",
-                "cluster": {"server": server, "certificate-authority": str(ca_cert)},
-            }
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {"client-certificate": str(client_cert), "client-key": str(client_key)},
-            }
-        ],
-        "contexts": [{"name": "default", "context": {"cluster": "dask-k8s", "user": user}}],
-        "current-context": "default",
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    path.chmod(0o600)
+    pki.issue_cert(
+        ca_cert, ca_key, pki.CertPair(cert=out_cert, key=out_key), common_name, organizations,
+        server=bool(sans), dns_names=server_dns, ip_addresses=server_ips,
+    )  # fmt: skip
