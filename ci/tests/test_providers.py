@@ -1,0 +1,334 @@
+"""The e2e cluster provider: selection, kind settings and commands, the fixture's dispatch.
+
+Nothing here needs Docker, kind or a cluster: Docker is a script that answers like a client
+without a daemon (or like a working one), pytest-kind's ``KindCluster`` is a recording fake.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import types
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from ci.localk8s import providers, pytest_plugin, versions
+
+# --------------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize(
+    ("args", "provider", "rest"),
+    [
+        ([], None, []),
+        (["--provider", "kind"], "kind", []),
+        (["--provider=local", "-k", "rbac"], "local", ["-k", "rbac"]),
+        (["-x", "--provider", "auto", "tests/e2e/x.py"], "auto", ["-x", "tests/e2e/x.py"]),
+        (["-k", "provider"], None, ["-k", "provider"]),
+    ],
+)
+def test_split_provider_args(args: list[str], provider: str | None, rest: list[str]) -> None:
+    assert providers.split_provider_args(args) == (provider, rest)
+
+
+@pytest.mark.parametrize("args", [["--provider"], ["--provider", "-k", "x"]])
+def test_provider_without_value_is_an_error(args: list[str]) -> None:
+    with pytest.raises(providers.ProviderError, match="needs a value"):
+        providers.split_provider_args(args)
+
+
+def test_requested_provider_argument_beats_environment() -> None:
+    env = {providers.ENV_VAR: "local"}
+    assert providers.requested_provider("kind", env) == "kind"
+    assert providers.requested_provider(None, env) == "local"
+    assert providers.requested_provider(None, {}) == "auto"
+    assert providers.requested_provider(None, {providers.ENV_VAR: " KIND "}) == "kind"
+
+
+def test_unknown_provider_names_the_choices() -> None:
+    with pytest.raises(providers.ProviderError, match="auto, local, kind"):
+        providers.requested_provider("minikube", {})
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def _never() -> bool:
+    raise AssertionError("Docker must not be probed")
+
+
+def test_auto_is_kind_only_where_docker_works() -> None:
+    assert providers.resolve_provider("auto", lambda: True) == "kind"
+    assert providers.resolve_provider("auto", lambda: False) == "local"
+
+
+def test_local_never_probes_docker() -> None:
+    assert providers.resolve_provider("local", _never) == "local"
+
+
+def test_kind_without_docker_is_an_error_pointing_to_local() -> None:
+    assert providers.resolve_provider("kind", lambda: True) == "kind"
+    with pytest.raises(providers.ProviderError, match="--provider local"):
+        providers.resolve_provider("kind", lambda: False)
+
+
+def _fake_docker(tmp_path: Path, exit_code: int) -> Path:
+    script = tmp_path / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        'echo "Client:"\n'
+        f'[ {exit_code} -ne 0 ] && echo "Cannot connect to the Docker daemon" >&2\n'
+        f"exit {exit_code}\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def test_a_docker_client_without_a_daemon_does_not_count(tmp_path: Path) -> None:
+    """As on our CI machines: `docker` exists, `docker info` fails -> the local cluster."""
+    docker = _fake_docker(tmp_path, 1)
+    assert not providers.docker_works(str(docker))
+    assert providers.resolve_provider("auto", lambda: providers.docker_works(str(docker))) == (
+        "local"
+    )
+
+
+def test_a_docker_daemon_that_answers_counts(tmp_path: Path) -> None:
+    docker = _fake_docker(tmp_path, 0)
+    assert providers.docker_works(str(docker))
+
+
+def test_no_docker_at_all(tmp_path: Path) -> None:
+    assert not providers.docker_works(str(tmp_path / "missing-docker"))
+
+
+def test_default_is_auto_and_local_without_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(providers.ENV_VAR, raising=False)
+    requested = providers.requested_provider()
+    assert requested == "auto"
+    assert providers.resolve_provider(requested, lambda: False) == "local"
+
+
+# --------------------------------------------------------------------------- kind settings
+
+
+def test_every_minor_has_a_kind_node_image_of_its_pinned_patch() -> None:
+    data = versions.load()
+    for minor, release in data.releases.items():
+        settings = providers.kind_settings(release)
+        assert settings.node_image == f"kindest/node:{release.kubernetes}", minor
+        assert settings.kubernetes == release.kubernetes
+        assert settings.kind_version.startswith("v")
+
+
+def test_missing_kind_settings_say_what_to_add(tmp_path: Path) -> None:
+    path = tmp_path / "versions.toml"
+    path.write_text('default = "1.37"\nhelm = "v3"\n[versions."1.37"]\nkubernetes = "v1.37.2"\n')
+    release = versions.Release(minor="1.37", kubernetes="v1.37.2", etcd="v3", helm="v3")
+    with pytest.raises(providers.ProviderError, match=r'kind_node under \[versions."1.37"\]'):
+        providers.kind_settings(release, path)
+
+
+def test_node_image_present_then_pulled_then_built_from_the_release() -> None:
+    settings = providers.KindSettings("v0.33.0", "kindest/node:v1.36.3", "v1.36.3")
+    assert providers.kind_node_image_steps(settings, "/bin/kind") == [
+        ["docker", "image", "inspect", "kindest/node:v1.36.3"],
+        ["docker", "pull", "kindest/node:v1.36.3"],
+        ["/bin/kind", "build", "node-image", "v1.36.3", "--image", "kindest/node:v1.36.3"],
+    ]
+
+
+def test_kind_load_image_archive_command() -> None:
+    cmd = providers.kind_load_command("kind", "dask-e2e", [Path("/c/dask.tar"), Path("/c/op.tar")])
+    assert cmd == [
+        *("kind", "load", "image-archive", "--name", "dask-e2e"),
+        *("/c/dask.tar", "/c/op.tar"),
+    ]
+
+
+# --------------------------------------------------------------------------- kind cluster
+
+
+class FakeKindCluster:
+    """Records what pytest-kind's KindCluster is asked to do."""
+
+    instances: ClassVar[list[FakeKindCluster]] = []
+
+    def __init__(
+        self,
+        name: str,
+        kubeconfig: Path | None = None,
+        image: str | None = None,
+        kind_path: Path | None = None,
+        kubectl_path: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.kubeconfig_path = kubeconfig
+        self.image = image
+        self.kind_path = kind_path
+        self.kubectl_path = kubectl_path
+        self.calls: list[str] = []
+        FakeKindCluster.instances.append(self)
+
+    def ensure_kind(self) -> None:
+        self.calls.append("ensure_kind")
+
+    def ensure_kubectl(self) -> None:
+        self.calls.append("ensure_kubectl")
+
+    def create(self) -> None:
+        self.calls.append("create")
+
+    def delete(self) -> None:
+        self.calls.append("delete")
+
+
+@pytest.fixture
+def fake_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A fake pytest_kind module, a fake kind binary, and recorded commands."""
+    FakeKindCluster.instances = []
+    module = types.ModuleType("pytest_kind")
+    module.KindCluster = FakeKindCluster  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pytest_kind", module)
+    existing = tmp_path / "clusters"
+    existing.write_text("")
+    kind = tmp_path / "kind"
+    kind.write_text(f"#!/bin/sh\n[ \"$1 $2\" = 'get clusters' ] && cat {existing}\nexit 0\n")
+    kind.chmod(0o755)
+    kubectl = tmp_path / "kubectl"
+    monkeypatch.setenv("DASK_E2E_KIND", str(kind))
+    monkeypatch.setenv("DASK_E2E_KUBECTL", str(kubectl))
+    monkeypatch.setenv("DASK_K8S_STATE", str(tmp_path / "state"))
+    monkeypatch.delenv("DASK_K8S_KEEP", raising=False)
+    monkeypatch.delenv("DASK_E2E_KIND_CLUSTER", raising=False)
+    commands: list[list[str]] = []
+    archives = [tmp_path / "dask.tar", tmp_path / "operator.tar"]
+
+    def run(cmd: Any) -> bool:
+        commands.append(list(cmd))
+        return bool(cmd[:3] != ["docker", "image", "inspect"])  # not present, so pulled
+
+    monkeypatch.setattr(providers, "_run", run)
+    monkeypatch.setattr(providers, "_image_archives", lambda names: archives)
+    return {"commands": commands, "existing": existing, "kind": kind, "archives": archives}
+
+
+def test_kind_cluster_creates_loads_images_and_deletes(fake_kind: dict[str, Any]) -> None:
+    release = versions.select("1.36")
+    gen = providers.kind_cluster(release)
+    found = next(gen)
+    cluster = FakeKindCluster.instances[0]
+    assert cluster.name == providers.DEFAULT_KIND_CLUSTER
+    assert cluster.image == "kindest/node:v1.36.3"
+    assert cluster.kind_path == fake_kind["kind"]
+    assert found.kubeconfig == cluster.kubeconfig_path
+    assert str(found.kubeconfig).startswith(os.environ["DASK_K8S_STATE"])
+    kind = str(fake_kind["kind"])
+    assert fake_kind["commands"] == [
+        ["docker", "image", "inspect", "kindest/node:v1.36.3"],
+        ["docker", "pull", "kindest/node:v1.36.3"],
+        providers.kind_load_command(kind, "dask-e2e", fake_kind["archives"]),
+    ]
+    assert cluster.calls == ["ensure_kind", "create", "ensure_kubectl"]
+    gen.close()
+    assert cluster.calls[-1] == "delete"
+
+
+def test_an_existing_kind_cluster_is_reused_and_kept(fake_kind: dict[str, Any]) -> None:
+    fake_kind["existing"].write_text("other\ndask-e2e\n")
+    gen = providers.kind_cluster(versions.select("1.37"))
+    next(gen)
+    gen.close()
+    cluster = FakeKindCluster.instances[0]
+    assert "delete" not in cluster.calls
+    # No node image needed for a cluster that exists; the images are loaded again (fresh build).
+    assert [c[1] for c in fake_kind["commands"]] == ["load"]
+
+
+def test_keep_leaves_a_new_cluster_running(
+    fake_kind: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASK_K8S_KEEP", "1")
+    gen = providers.kind_cluster(versions.select("1.37"))
+    next(gen)
+    gen.close()
+    assert "delete" not in FakeKindCluster.instances[0].calls
+
+
+# --------------------------------------------------------------------------- fixture dispatch
+
+
+def _recording(label: str, seen: list[str]) -> Any:
+    def gen(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        seen.append(f"{label} start")
+        try:
+            yield pytest_plugin.E2ECluster(Path(f"/{label}/kubeconfig"), Path(f"/{label}/kubectl"))
+        finally:
+            seen.append(f"{label} end")
+
+    return gen
+
+
+@pytest.fixture
+def dispatch(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    seen: list[str] = []
+    monkeypatch.setattr(pytest_plugin, "local_cluster", _recording("local", seen))
+
+    def kind(*args: Any, **kwargs: Any) -> Generator[providers.KindCluster, None, None]:
+        seen.append("kind start")
+        try:
+            yield providers.KindCluster(
+                "dask-e2e", Path("/kind/kubeconfig"), Path("/kind/kubectl"), Path("/kind/kind")
+            )
+        finally:
+            seen.append("kind end")
+
+    monkeypatch.setattr(providers, "kind_cluster", kind)
+    monkeypatch.setattr(providers, "docker_works", lambda *a, **k: False)
+    monkeypatch.delenv("DASK_E2E_KUBECONFIG", raising=False)
+    monkeypatch.delenv("DASK_E2E_USE_KUBECONFIG", raising=False)
+    monkeypatch.delenv(providers.ENV_VAR, raising=False)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("provider", "env", "expected"),
+    [
+        (None, None, "local"),  # auto without Docker: the default here
+        ("local", None, "local"),
+        ("kind", None, "kind"),
+        (None, "kind", "kind"),
+        ("local", "kind", "local"),
+    ],
+)
+def test_fixture_uses_the_chosen_provider(
+    dispatch: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str | None,
+    env: str | None,
+    expected: str,
+) -> None:
+    monkeypatch.setattr(providers, "docker_works", lambda *a, **k: expected == "kind")
+    if env:
+        monkeypatch.setenv(providers.ENV_VAR, env)
+    gen = pytest_plugin.e2e_cluster(provider)
+    found = next(gen)
+    assert found.kubeconfig == Path(f"/{expected}/kubeconfig")
+    assert found.kubectl == Path(f"/{expected}/kubectl")
+    gen.close()
+    assert dispatch == [f"{expected} start", f"{expected} end"]
+
+
+def test_an_external_kubeconfig_wins_over_the_provider(
+    dispatch: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASK_E2E_KUBECONFIG", "/somewhere/kubeconfig")
+    monkeypatch.setenv(providers.ENV_VAR, "kind")
+    gen = pytest_plugin.e2e_cluster()
+    next(gen)
+    gen.close()
+    assert dispatch == ["local start", "local end"]  # local_cluster handles the external one
