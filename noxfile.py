@@ -267,8 +267,10 @@ def tooling(session: nox.Session) -> None:
     """Tests of the repository's tooling (ci/tests), no cluster and no Docker: e2e provider
     selection and kind commands, the GitHub workflow against the versions file and the noxfile,
     the generated supported-versions page."""
+    # pytest-kind: the kind provider is tested against its real KindCluster (kind and docker are
+    # scripts there).
     session.install(
-        "pytest>=8", "pytest-timeout>=2.3", "PyYAML>=6", "cryptography>=42",
+        "pytest>=8", "pytest-timeout>=2.3", "PyYAML>=6", "cryptography>=42", "pytest-kind>=22.11",
         "tomli>=2; python_version < '3.11'",
     )  # fmt: skip
     session.run(

@@ -41,6 +41,10 @@ ENV_VAR = "DASK_E2E_PROVIDER"
 #: Images of ``ci.images`` the e2e suite needs on a kind node (kind brings its own pause image).
 KIND_IMAGES: tuple[str, ...] = ("dask", "operator")
 DEFAULT_KIND_CLUSTER = "dask-e2e"
+#: Service and pod ranges of the kind cluster: apart from the local cluster's (10.96.0.0/16,
+#: 10.244.0.0/16) so that both can run on one machine with their routes.
+KIND_SERVICE_SUBNET = "10.98.0.0/16"
+KIND_POD_SUBNET = "10.246.0.0/16"
 
 
 class ProviderError(ValueError):
@@ -169,6 +173,34 @@ def kind_load_command(kind: str, cluster: str, archives: Sequence[Path]) -> list
     return [kind, "load", "image-archive", "--name", cluster, *(str(a) for a in archives)]
 
 
+def kind_config(
+    service_subnet: str = KIND_SERVICE_SUBNET, pod_subnet: str = KIND_POD_SUBNET
+) -> str:
+    """The kind cluster configuration (``kind create cluster --config``): one node, our ranges."""
+    return (
+        "kind: Cluster\n"
+        "apiVersion: kind.x-k8s.io/v1alpha4\n"
+        "networking:\n"
+        f'  serviceSubnet: "{service_subnet}"\n'
+        f'  podSubnet: "{pod_subnet}"\n'
+    )
+
+
+def route_commands(
+    node_ip: str,
+    action: Literal["replace", "del"] = "replace",
+    subnets: Sequence[str] = (KIND_SERVICE_SUBNET, KIND_POD_SUBNET),
+) -> list[list[str]]:
+    """Routes from the host to the kind node for the service and pod ranges.
+
+    The suite runs the controller and clients as host processes, which reach schedulers by
+    ClusterIP (as on the local cluster, whose node routes the service range onto its bridge).
+    On kind, a route through the node container (on Docker's bridge, never off the machine)
+    lets kube-proxy on the node answer them.
+    """
+    return [["ip", "route", action, subnet, "via", node_ip] for subnet in subnets]
+
+
 # --------------------------------------------------------------------------- kind cluster
 
 
@@ -210,6 +242,31 @@ def _image_archives(names: Sequence[str]) -> list[Path]:
     return [Path(have[n].path) for n in names]
 
 
+def _node_ip(kind: Path, name: str) -> str:
+    nodes = subprocess.run(
+        [str(kind), "get", "nodes", "--name", name], capture_output=True, text=True, check=True
+    ).stdout.split()
+    fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+    return subprocess.run(
+        ["docker", "inspect", "-f", fmt, nodes[0]], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _route_to_node(kind: Path, name: str) -> list[list[str]]:
+    """Add the routes of :func:`route_commands` (needs root); return the commands undoing them."""
+    if os.geteuid() != 0:
+        log(
+            "not root: no route from this host to the kind cluster's services; tests whose "
+            "host-side controller must reach a scheduler by ClusterIP will fail (run as root)"
+        )
+        return []
+    node_ip = _node_ip(kind, name)
+    for cmd in route_commands(node_ip):
+        if not _run(cmd):
+            raise ProviderError(f"cannot add the route {' '.join(cmd)}")
+    return route_commands(node_ip, "del")
+
+
 def kind_cluster(
     release: versions.Release | None = None, *, keep: bool | None = None
 ) -> Generator[KindCluster, None, None]:
@@ -219,8 +276,10 @@ def kind_cluster(
     ``create()`` reuses a cluster of that name, ``ensure_kubectl()`` downloads kubectl (version
     ``$KUBECTL_VERSION``) unless a binary is given, ``delete()`` removes the cluster. kind itself
     is ``$DASK_E2E_KIND`` or ``kind`` on PATH, else pytest-kind downloads ``$KIND_VERSION`` (the
-    nox session sets both from the versions file). A cluster that existed before is left
-    running, one created here is deleted unless ``DASK_K8S_KEEP=1``.
+    nox session sets both from the versions file). The cluster gets the ranges of
+    :func:`kind_config`; as root, :func:`route_commands` routes them to its node for the run.
+    A cluster that existed before is left running, one created here is deleted unless
+    ``DASK_K8S_KEEP=1``.
     """
     release = release or versions.select()
     settings = kind_settings(release)
@@ -245,12 +304,16 @@ def kind_cluster(
     existed = name in listed
     if not existed and not any(_run(step) for step in kind_node_image_steps(settings, str(kind))):
         raise ProviderError(f"cannot pull or build the kind node image {settings.node_image}")
-    cluster.create()
+    config = workdir / "kind-config.yaml"
+    config.write_text(kind_config())
+    cluster.create(config_file=config)
+    routes: list[list[str]] = []
     try:
         cluster.ensure_kubectl()
         archives = _image_archives(KIND_IMAGES)
         if not _run(kind_load_command(str(kind), name, archives)):
             raise ProviderError(f"kind load image-archive failed for {archives}")
+        routes = _route_to_node(kind, name)
         yield KindCluster(
             name=name,
             kubeconfig=Path(cluster.kubeconfig_path),
@@ -258,6 +321,8 @@ def kind_cluster(
             kind=kind,
         )
     finally:
+        for route in routes:
+            _run(route)
         keep = _truthy("DASK_K8S_KEEP") if keep is None else keep
         if not existed and not keep:
             cluster.delete()

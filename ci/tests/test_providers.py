@@ -6,6 +6,7 @@ without a daemon (or like a working one), pytest-kind's ``KindCluster`` is a rec
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 import sys
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import yaml
 
-from ci.localk8s import providers, pytest_plugin, versions
+from ci.localk8s import network, providers, pytest_plugin, versions
 
 # --------------------------------------------------------------------------- arguments
 
@@ -150,6 +152,28 @@ def test_kind_load_image_archive_command() -> None:
     ]
 
 
+def test_kind_config_uses_ranges_apart_from_the_local_cluster() -> None:
+    config = yaml.safe_load(providers.kind_config())
+    assert config["kind"] == "Cluster"
+    assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    service = ipaddress.ip_network(config["networking"]["serviceSubnet"])
+    pods = ipaddress.ip_network(config["networking"]["podSubnet"])
+    local = [ipaddress.ip_network(network.SERVICE_CIDR), ipaddress.ip_network(network.POD_CIDR)]
+    for ours in (service, pods):
+        assert ours.is_private
+        assert not any(
+            ours.overlaps(other) for other in [*local, service if ours == pods else pods]
+        )
+
+
+def test_routes_to_the_kind_node() -> None:
+    assert providers.route_commands("172.18.0.2") == [
+        ["ip", "route", "replace", providers.KIND_SERVICE_SUBNET, "via", "172.18.0.2"],
+        ["ip", "route", "replace", providers.KIND_POD_SUBNET, "via", "172.18.0.2"],
+    ]
+    assert providers.route_commands("172.18.0.2", "del")[0][:3] == ["ip", "route", "del"]
+
+
 # --------------------------------------------------------------------------- kind cluster
 
 
@@ -180,7 +204,9 @@ class FakeKindCluster:
     def ensure_kubectl(self) -> None:
         self.calls.append("ensure_kubectl")
 
-    def create(self) -> None:
+    def create(self, config_file: Path | None = None) -> None:
+        assert config_file is not None
+        self.config = config_file.read_text()
         self.calls.append("create")
 
     def delete(self) -> None:
@@ -214,6 +240,12 @@ def fake_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
 
     monkeypatch.setattr(providers, "_run", run)
     monkeypatch.setattr(providers, "_image_archives", lambda names: archives)
+
+    def route(kind: Path, name: str) -> list[list[str]]:
+        commands.append(["route", name])
+        return providers.route_commands("172.18.0.2", "del")
+
+    monkeypatch.setattr(providers, "_route_to_node", route)
     return {"commands": commands, "existing": existing, "kind": kind, "archives": archives}
 
 
@@ -232,10 +264,13 @@ def test_kind_cluster_creates_loads_images_and_deletes(fake_kind: dict[str, Any]
         ["docker", "image", "inspect", "kindest/node:v1.36.3"],
         ["docker", "pull", "kindest/node:v1.36.3"],
         providers.kind_load_command(kind, "dask-e2e", fake_kind["archives"]),
+        ["route", "dask-e2e"],
     ]
     assert cluster.calls == ["ensure_kind", "create", "ensure_kubectl"]
+    assert cluster.config == providers.kind_config()
     gen.close()
     assert cluster.calls[-1] == "delete"
+    assert fake_kind["commands"][-2:] == providers.route_commands("172.18.0.2", "del")
 
 
 def test_an_existing_kind_cluster_is_reused_and_kept(fake_kind: dict[str, Any]) -> None:
@@ -246,7 +281,7 @@ def test_an_existing_kind_cluster_is_reused_and_kept(fake_kind: dict[str, Any]) 
     cluster = FakeKindCluster.instances[0]
     assert "delete" not in cluster.calls
     # No node image needed for a cluster that exists; the images are loaded again (fresh build).
-    assert [c[1] for c in fake_kind["commands"]] == ["load"]
+    assert [c[1] for c in fake_kind["commands"]] == ["load", "dask-e2e", "route", "route"]
 
 
 def test_keep_leaves_a_new_cluster_running(
@@ -332,3 +367,85 @@ def test_an_external_kubeconfig_wins_over_the_provider(
     next(gen)
     gen.close()
     assert dispatch == ["local start", "local end"]  # local_cluster handles the external one
+
+
+# --------------------------------------------------------------------------- real pytest-kind
+
+FAKE_KIND = """#!/bin/sh
+here=$(dirname "$0")
+echo "$@" >> "$here/kind-calls.log"
+case "$1 $2" in
+  "get clusters") cat "$here/clusters" ;;
+  "create cluster")
+    for a in "$@"; do case "$a" in --kubeconfig=*) kc="${a#--kubeconfig=}" ;; esac; done
+    cp "$here/kubeconfig.yaml" "$kc"; echo dask-e2e >> "$here/clusters" ;;
+  "get nodes") echo dask-e2e-control-plane ;;
+  "delete cluster") : > "$here/clusters" ;;
+esac
+exit 0
+"""
+
+FAKE_DOCKER = """#!/bin/sh
+[ "$1" = inspect ] && echo 172.18.0.2
+exit 0
+"""
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: kind, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: kind, user: {token: not-used}}]
+contexts: [{name: kind, context: {cluster: kind, user: kind}}]
+current-context: kind
+"""
+
+
+def test_kind_cluster_with_the_real_pytest_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our calls against pytest-kind's real KindCluster; kind and docker are scripts."""
+    pytest.importorskip("pytest_kind")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("kind", FAKE_KIND), ("docker", FAKE_DOCKER), ("kubectl", "#!/bin/sh\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (bin_dir / "clusters").write_text("")
+    (bin_dir / "kubeconfig.yaml").write_text(KUBECONFIG)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("DASK_K8S_STATE", str(tmp_path / "state"))
+    for var in ("DASK_E2E_KIND", "DASK_E2E_KUBECTL", "DASK_K8S_KEEP", "DASK_E2E_KIND_CLUSTER"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)  # pytest-kind keeps .pytest-kind/ in the working directory
+    archives = [tmp_path / "dask.tar", tmp_path / "operator.tar"]
+    monkeypatch.setattr(providers, "_image_archives", lambda names: archives)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # routes are recorded, never added
+    ran: list[list[str]] = []
+
+    def run(cmd: Any) -> bool:
+        ran.append(list(cmd))
+        return bool(cmd[:2] != ["docker", "image"])  # the node image is pulled
+
+    monkeypatch.setattr(providers, "_run", run)
+
+    gen = providers.kind_cluster(versions.select("1.35"))
+    found = next(gen)
+    kind = str(bin_dir / "kind")
+    assert found.kind == bin_dir / "kind"
+    assert found.kubectl == bin_dir / "kubectl"
+    assert found.kubeconfig.read_text() == KUBECONFIG
+    calls = (bin_dir / "kind-calls.log").read_text().splitlines()
+    config = tmp_path / "state" / "kind" / "dask-e2e" / "kind-config.yaml"
+    assert (
+        f"create cluster --name=dask-e2e --kubeconfig={found.kubeconfig} "
+        f"--image=kindest/node:v1.35.4 --config {config}"
+    ) in calls
+    assert ran == [
+        ["docker", "image", "inspect", "kindest/node:v1.35.4"],
+        ["docker", "pull", "kindest/node:v1.35.4"],
+        providers.kind_load_command(kind, "dask-e2e", archives),
+        *providers.route_commands("172.18.0.2"),
+    ]
+    gen.close()
+    assert ran[-2:] == providers.route_commands("172.18.0.2", "del")
+    calls = (bin_dir / "kind-calls.log").read_text().splitlines()
+    assert calls[-1] == f"delete cluster --name=dask-e2e --kubeconfig={found.kubeconfig}"
