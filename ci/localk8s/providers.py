@@ -275,20 +275,28 @@ def kind_cluster(
     Uses pytest-kind's ``KindCluster(name, kubeconfig, image, kind_path, kubectl_path)``:
     ``create()`` reuses a cluster of that name, ``ensure_kubectl()`` downloads kubectl (version
     ``$KUBECTL_VERSION``) unless a binary is given, ``delete()`` removes the cluster. kind itself
-    is ``$DASK_E2E_KIND`` or ``kind`` on PATH, else pytest-kind downloads ``$KIND_VERSION`` (the
-    nox session sets both from the versions file). The cluster gets the ranges of
+    is ``$DASK_E2E_KIND`` or ``kind`` on PATH, else pytest-kind downloads ``$KIND_VERSION``;
+    kubectl is ``$DASK_E2E_KUBECTL``, else pytest-kind downloads ``$KUBECTL_VERSION`` (the nox
+    session sets both from the versions file). The cluster gets the ranges of
     :func:`kind_config`; as root, :func:`route_commands` routes them to its node for the run.
     A cluster that existed before is left running, one created here is deleted unless
     ``DASK_K8S_KEEP=1``.
     """
     release = release or versions.select()
     settings = kind_settings(release)
-    pytest_kind: Any = importlib.import_module("pytest_kind")
+    pytest_kind: Any = importlib.import_module("pytest_kind.cluster")
     name = os.environ.get("DASK_E2E_KIND_CLUSTER") or DEFAULT_KIND_CLUSTER
     workdir = state_root() / "kind" / name
     workdir.mkdir(parents=True, exist_ok=True)
     kind_bin = _which("DASK_E2E_KIND", "kind")
-    kubectl_bin = _which("DASK_E2E_KUBECTL", "kubectl")
+    # Not kubectl from PATH: the suite checks that kubectl runs the cluster's version.
+    kubectl_env = os.environ.get("DASK_E2E_KUBECTL")
+    kubectl_bin = Path(kubectl_env) if kubectl_env else None
+    if kubectl_bin is None and release.kubernetes != pytest_kind.KUBECTL_VERSION:
+        log(
+            f"pytest-kind downloads kubectl {pytest_kind.KUBECTL_VERSION}, the cluster runs "
+            f"{release.kubernetes}: set KUBECTL_VERSION={release.kubernetes} (nox -s e2e does)"
+        )
     cluster = pytest_kind.KindCluster(
         name,
         kubeconfig=workdir / "kubeconfig",

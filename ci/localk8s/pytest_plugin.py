@@ -64,6 +64,10 @@ class Kubectl:
 class E2ECluster:
     kubeconfig: Path
     kubectl: Path
+    #: "local", "kind" or "external" (`DASK_E2E_KUBECONFIG`): tests that touch the local node
+    #: (its containerd, its network) can skip elsewhere. On kind the `ci.images` archives of
+    #: `providers.KIND_IMAGES` are loaded before the tests run.
+    provider: str = "local"
 
 
 def _truthy(name: str) -> bool:
@@ -97,7 +101,9 @@ def local_cluster(
     if external is not None:
         if not external.is_file():
             raise FileNotFoundError(f"kubeconfig {external} (from the environment) does not exist")
-        yield E2ECluster(kubeconfig=external, kubectl=_kubectl_for_external(release))
+        yield E2ECluster(
+            kubeconfig=external, kubectl=_kubectl_for_external(release), provider="external"
+        )
         return
     cluster.check_version(release)
     bindir = build.build(release)
@@ -125,7 +131,7 @@ def e2e_cluster(provider: str | None = None) -> Generator[E2ECluster, None, None
     kind = providers.kind_cluster()
     found = next(kind)
     try:
-        yield E2ECluster(kubeconfig=found.kubeconfig, kubectl=found.kubectl)
+        yield E2ECluster(kubeconfig=found.kubeconfig, kubectl=found.kubectl, provider="kind")
     finally:
         kind.close()
 

@@ -194,7 +194,9 @@ class FakeKindCluster:
         self.kubeconfig_path = kubeconfig
         self.image = image
         self.kind_path = kind_path
-        self.kubectl_path = kubectl_path
+        self.given_kubectl = kubectl_path
+        # As pytest-kind: its own download path unless a binary is given.
+        self.kubectl_path = kubectl_path or Path(".pytest-kind", name, "kubectl-v1.25.3")
         self.calls: list[str] = []
         FakeKindCluster.instances.append(self)
 
@@ -217,17 +219,18 @@ class FakeKindCluster:
 def fake_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A fake pytest_kind module, a fake kind binary, and recorded commands."""
     FakeKindCluster.instances = []
-    module = types.ModuleType("pytest_kind")
+    module = types.ModuleType("pytest_kind.cluster")
     module.KindCluster = FakeKindCluster  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pytest_kind", module)
+    module.KUBECTL_VERSION = "v1.25.3"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pytest_kind", types.ModuleType("pytest_kind"))
+    monkeypatch.setitem(sys.modules, "pytest_kind.cluster", module)
     existing = tmp_path / "clusters"
     existing.write_text("")
     kind = tmp_path / "kind"
     kind.write_text(f"#!/bin/sh\n[ \"$1 $2\" = 'get clusters' ] && cat {existing}\nexit 0\n")
     kind.chmod(0o755)
-    kubectl = tmp_path / "kubectl"
     monkeypatch.setenv("DASK_E2E_KIND", str(kind))
-    monkeypatch.setenv("DASK_E2E_KUBECTL", str(kubectl))
+    monkeypatch.delenv("DASK_E2E_KUBECTL", raising=False)
     monkeypatch.setenv("DASK_K8S_STATE", str(tmp_path / "state"))
     monkeypatch.delenv("DASK_K8S_KEEP", raising=False)
     monkeypatch.delenv("DASK_E2E_KIND_CLUSTER", raising=False)
@@ -257,6 +260,7 @@ def test_kind_cluster_creates_loads_images_and_deletes(fake_kind: dict[str, Any]
     assert cluster.name == providers.DEFAULT_KIND_CLUSTER
     assert cluster.image == "kindest/node:v1.36.3"
     assert cluster.kind_path == fake_kind["kind"]
+    assert cluster.given_kubectl is None  # pytest-kind downloads the cluster's version
     assert found.kubeconfig == cluster.kubeconfig_path
     assert str(found.kubeconfig).startswith(os.environ["DASK_K8S_STATE"])
     kind = str(fake_kind["kind"])
@@ -354,6 +358,7 @@ def test_fixture_uses_the_chosen_provider(
     found = next(gen)
     assert found.kubeconfig == Path(f"/{expected}/kubeconfig")
     assert found.kubectl == Path(f"/{expected}/kubectl")
+    assert found.provider == expected
     gen.close()
     assert dispatch == [f"{expected} start", f"{expected} end"]
 
@@ -413,7 +418,8 @@ def test_kind_cluster_with_the_real_pytest_kind(
     (bin_dir / "kubeconfig.yaml").write_text(KUBECONFIG)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("DASK_K8S_STATE", str(tmp_path / "state"))
-    for var in ("DASK_E2E_KIND", "DASK_E2E_KUBECTL", "DASK_K8S_KEEP", "DASK_E2E_KIND_CLUSTER"):
+    monkeypatch.setenv("DASK_E2E_KUBECTL", str(bin_dir / "kubectl"))
+    for var in ("DASK_E2E_KIND", "DASK_K8S_KEEP", "DASK_E2E_KIND_CLUSTER"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)  # pytest-kind keeps .pytest-kind/ in the working directory
     archives = [tmp_path / "dask.tar", tmp_path / "operator.tar"]
@@ -449,3 +455,21 @@ def test_kind_cluster_with_the_real_pytest_kind(
     assert ran[-2:] == providers.route_commands("172.18.0.2", "del")
     calls = (bin_dir / "kind-calls.log").read_text().splitlines()
     assert calls[-1] == f"delete cluster --name=dask-e2e --kubeconfig={found.kubeconfig}"
+
+
+def test_an_external_cluster_is_reported_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("")
+    monkeypatch.setenv("DASK_E2E_KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("DASK_E2E_KUBECTL", "/usr/bin/kubectl")
+    monkeypatch.setenv(providers.ENV_VAR, "kind")
+    gen = pytest_plugin.e2e_cluster()
+    found = next(gen)
+    gen.close()
+    assert (found.kubeconfig, found.kubectl, found.provider) == (
+        kubeconfig,
+        Path("/usr/bin/kubectl"),
+        "external",
+    )
