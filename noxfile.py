@@ -264,9 +264,11 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def tooling(session: nox.Session) -> None:
-    """Tests of the repository's tooling (ci/tests), no cluster and no Docker: e2e provider
-    selection and kind commands, the GitHub workflow against the versions file and the noxfile,
-    the generated supported-versions page."""
+    """Tests of the tooling in ci/tests (no cluster, no Docker): e2e providers, workflow, docs.
+
+    e2e provider selection and the kind commands, the GitHub workflow against the versions file
+    and the noxfile, the generated supported-versions page.
+    """
     # pytest-kind: the kind provider is tested against its real KindCluster (kind and docker are
     # scripts there).
     session.install(
