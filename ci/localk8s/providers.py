@@ -297,9 +297,10 @@ def kind_cluster(
             f"pytest-kind downloads kubectl {pytest_kind.KUBECTL_VERSION}, the cluster runs "
             f"{release.kubernetes}: set KUBECTL_VERSION={release.kubernetes} (nox -s e2e does)"
         )
+    kubeconfig = workdir / "kubeconfig"
     cluster = pytest_kind.KindCluster(
         name,
-        kubeconfig=workdir / "kubeconfig",
+        kubeconfig=kubeconfig,
         image=settings.node_image,
         kind_path=kind_bin,
         kubectl_path=kubectl_bin,
@@ -312,6 +313,11 @@ def kind_cluster(
     existed = name in listed
     if not existed and not any(_run(step) for step in kind_node_image_steps(settings, str(kind))):
         raise ProviderError(f"cannot pull or build the kind node image {settings.node_image}")
+    if existed:  # pytest-kind writes the kubeconfig only when it creates the cluster
+        subprocess.run(
+            [str(kind), "export", "kubeconfig", "--name", name, f"--kubeconfig={kubeconfig}"],
+            check=True,
+        )
     config = workdir / "kind-config.yaml"
     config.write_text(kind_config())
     cluster.create(config_file=config)

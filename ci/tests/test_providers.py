@@ -227,7 +227,12 @@ def fake_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     existing = tmp_path / "clusters"
     existing.write_text("")
     kind = tmp_path / "kind"
-    kind.write_text(f"#!/bin/sh\n[ \"$1 $2\" = 'get clusters' ] && cat {existing}\nexit 0\n")
+    kind.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {tmp_path}/kind-calls.log\n'
+        f"[ \"$1 $2\" = 'get clusters' ] && cat {existing}\n"
+        "exit 0\n"
+    )
     kind.chmod(0o755)
     monkeypatch.setenv("DASK_E2E_KIND", str(kind))
     monkeypatch.delenv("DASK_E2E_KUBECTL", raising=False)
@@ -284,6 +289,9 @@ def test_an_existing_kind_cluster_is_reused_and_kept(fake_kind: dict[str, Any]) 
     gen.close()
     cluster = FakeKindCluster.instances[0]
     assert "delete" not in cluster.calls
+    # Its kubeconfig is exported (pytest-kind writes one only when it creates the cluster).
+    calls = (fake_kind["kind"].parent / "kind-calls.log").read_text().splitlines()
+    assert f"export kubeconfig --name dask-e2e --kubeconfig={cluster.kubeconfig_path}" in calls
     # No node image needed for a cluster that exists; the images are loaded again (fresh build).
     assert [c[1] for c in fake_kind["commands"]] == ["load", "dask-e2e", "route", "route"]
 
