@@ -170,7 +170,23 @@ def _kubernetes_minors() -> list[str]:
     return sorted(minors, key=lambda m: tuple(int(p) for p in m.split(".")), reverse=True)
 
 
+def _e2e_provider(session: nox.Session) -> tuple[str, list[str]]:
+    """(provider, pytest arguments): `--provider` from the session arguments, else
+    `$DASK_E2E_PROVIDER`, else auto (kind where Docker works, else the local cluster)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from ci.localk8s import providers
+
+    try:
+        arg, rest = providers.split_provider_args(session.posargs)
+        return providers.resolve_provider(providers.requested_provider(arg)), rest
+    except providers.ProviderError as error:
+        session.error(str(error))
+
+
 def _run_e2e(session: nox.Session, kubernetes: str | None) -> None:
+    provider, pytest_posargs = _e2e_provider(session)
+    session.log(f"e2e provider: {provider}")
     session.install(
         *_editable_args(),
         "pytest>=8",
@@ -180,19 +196,34 @@ def _run_e2e(session: nox.Session, kubernetes: str | None) -> None:
         "cryptography>=42",
         "tomli>=2; python_version < '3.11'",
     )
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": str(ROOT), "DASK_E2E_PROVIDER": provider}
     if kubernetes:
         env["KUBERNETES_VERSION"] = kubernetes
-    # The cold build (10-20 min) happens here, outside pytest's per-test timeout.
-    session.run("python", "-m", "ci.localk8s", "build", env=env)
+    if provider == "kind":
+        from ci.localk8s import providers, versions
+
+        release = versions.select(kubernetes)
+        # pytest-kind downloads kind and kubectl at these versions when none is on PATH.
+        env["KIND_VERSION"] = providers.kind_settings(release).kind_version
+        env["KUBECTL_VERSION"] = release.kubernetes
+        session.install("pytest-kind>=22.11")
+        # The images the suite runs (ci.images needs root; a cached archive is reused).
+        session.run("python", "-m", "ci.images", "build", *providers.KIND_IMAGES, env=env)
+    else:
+        # The cold build (10-20 min) happens here, outside pytest's per-test timeout.
+        session.run("python", "-m", "ci.localk8s", "build", env=env)
     # pytest-asyncio (for async e2e tests) warns, an error here, unless its loop scope is set.
-    pytest_args = ["-o", "asyncio_default_fixture_loop_scope=function", *session.posargs]
+    pytest_args = ["-o", "asyncio_default_fixture_loop_scope=function", *pytest_posargs]
     session.run("python", "-m", "pytest", str(ROOT / "tests" / "e2e"), *pytest_args, env=env)
 
 
 @nox.session(python=DEFAULT_PYTHON)
 def e2e(session: nox.Session) -> None:
-    """End-to-end tests on a local Kubernetes built from source ($KUBERNETES_VERSION or default)."""
+    """End-to-end tests on the local cluster or kind ($KUBERNETES_VERSION or default).
+
+    `nox -s e2e -- --provider local|kind|auto` (or `$DASK_E2E_PROVIDER`); other arguments go to
+    pytest. auto: kind where Docker works, else the local Kubernetes built from source.
+    """
     _run_e2e(session, os.environ.get("KUBERNETES_VERSION"))
 
 
@@ -210,6 +241,46 @@ def images(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-q", "ci/images/tests", env={"PYTHONPATH": str(ROOT)})
 
 
+@nox.session(python=DEFAULT_PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation site: `mkdocs build --strict` (warnings are errors) into site/.
+
+    `nox -s docs -- serve` serves it with live reload instead.
+    """
+    session.install("mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10")
+    env = {"PYTHONPATH": str(ROOT), "NO_MKDOCS_2_WARNING": "1"}
+    session.run("python", "-m", "ci.supported_versions", "--check", env=env)
+    config = str(ROOT / "mkdocs.yml")
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", "--strict", "-f", config, *session.posargs[1:], env=env)
+        return
+    site = ROOT / "site"  # gitignored
+    session.run(
+        "mkdocs", "build", "--strict", "-f", config, "--site-dir", str(site), *session.posargs,
+        env=env,
+    )  # fmt: skip
+    session.log(f"site built in {site} (open {site / 'index.html'})")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def tooling(session: nox.Session) -> None:
+    """Tests of the tooling in ci/tests (no cluster, no Docker): e2e providers, workflow, docs.
+
+    e2e provider selection and the kind commands, the GitHub workflow against the versions file
+    and the noxfile, the generated supported-versions page.
+    """
+    # pytest-kind: the kind provider is tested against its real KindCluster (kind and docker are
+    # scripts there).
+    session.install(
+        "pytest>=8", "pytest-timeout>=2.3", "PyYAML>=6", "cryptography>=42", "pytest-kind>=22.11",
+        "tomli>=2; python_version < '3.11'",
+    )  # fmt: skip
+    session.run(
+        "python", "-m", "pytest", "-q", str(ROOT / "ci" / "tests"), *session.posargs,
+        env={"PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
 # The Dask image runs Debian's Python 3.11: a client of the same version avoids distributed's
 # version-mismatch warnings.
 @nox.session(python="3.11")
@@ -225,7 +296,7 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """What CI runs: every check, each as its own session."""
-    checks = ["lint", "typecheck", "layers", "crds", "chart", "build"]
+    checks = ["lint", "typecheck", "layers", "tooling", "crds", "chart", "build", "docs"]
     # e2e last: it needs the most time, and a failure of a fast check shows first.
     # e2e installs containerd and runc (Debian) for the node, which the images tests then use.
     for name in [*checks, *(f"unit-{p}" for p in PYTHONS), "e2e", "images"]:

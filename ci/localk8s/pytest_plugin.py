@@ -4,10 +4,16 @@
 - `kubectl` (session): `kubectl(*args, input=None, check=True, timeout=120)` ->
   `subprocess.CompletedProcess[str]`, running kubectl against that kubeconfig.
 
-By default the local cluster (`python -m ci.localk8s`) is brought up for the session, built
-first if needed (a cold build takes 10-20 minutes: run `python -m ci.localk8s build` beforehand).
-A cluster that was already up is reused and left running; one started here is stopped at the
-end unless `DASK_K8S_KEEP=1`. To test against an existing cluster instead, set
+The cluster comes from a provider (`ci.localk8s.providers`): `local`, the cluster of
+`python -m ci.localk8s`, or `kind` (pytest-kind, the node image of the selected Kubernetes minor,
+the `ci.images` archives loaded with `kind load image-archive`). `$DASK_E2E_PROVIDER` (`auto`,
+`local`, `kind`; the e2e nox session sets it from `--provider`) chooses; `auto`, the default,
+is kind where Docker works and the local cluster elsewhere.
+
+The local cluster is brought up for the session, built first if needed (a cold build takes
+10-20 minutes: run `python -m ci.localk8s build` beforehand). A cluster (local or kind) that was
+already up is reused and left running; one started here is stopped at the end unless
+`DASK_K8S_KEEP=1`. To test against an existing cluster instead, set
 `DASK_E2E_KUBECONFIG=/path/to/kubeconfig` (or `DASK_E2E_USE_KUBECONFIG=1` with `$KUBECONFIG`);
 kubectl is then `$DASK_E2E_KUBECTL`, the one on PATH, or the built one.
 
@@ -19,13 +25,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from . import build, cluster, versions
+from . import build, cluster, providers, versions
 
 
 class KubectlError(AssertionError):
@@ -58,6 +64,10 @@ class Kubectl:
 class E2ECluster:
     kubeconfig: Path
     kubectl: Path
+    #: "local", "kind" or "external" (`DASK_E2E_KUBECONFIG`): tests that touch the local node
+    #: (its containerd, its network) can skip elsewhere. On kind the `ci.images` archives of
+    #: `providers.KIND_IMAGES` are loaded before the tests run.
+    provider: str = "local"
 
 
 def _truthy(name: str) -> bool:
@@ -91,7 +101,9 @@ def local_cluster(
     if external is not None:
         if not external.is_file():
             raise FileNotFoundError(f"kubeconfig {external} (from the environment) does not exist")
-        yield E2ECluster(kubeconfig=external, kubectl=_kubectl_for_external(release))
+        yield E2ECluster(
+            kubeconfig=external, kubectl=_kubectl_for_external(release), provider="external"
+        )
         return
     cluster.check_version(release)
     bindir = build.build(release)
@@ -106,9 +118,27 @@ def local_cluster(
             cluster.down(local.name)
 
 
+def e2e_cluster(provider: str | None = None) -> Generator[E2ECluster, None, None]:
+    """Generator behind the fixture: an existing cluster from the environment, else the cluster
+    of the provider asked for (`provider`, else `$DASK_E2E_PROVIDER`, else `auto`)."""
+    if external_kubeconfig() is not None:
+        yield from local_cluster()
+        return
+    chosen = providers.resolve_provider(providers.requested_provider(provider))
+    if chosen == "local":
+        yield from local_cluster()
+        return
+    kind = providers.kind_cluster()
+    found = next(kind)
+    try:
+        yield E2ECluster(kubeconfig=found.kubeconfig, kubectl=found.kubectl, provider="kind")
+    finally:
+        kind.close()
+
+
 @pytest.fixture(scope="session")
 def _dask_e2e_cluster() -> Iterator[E2ECluster]:
-    yield from local_cluster()
+    yield from e2e_cluster()
 
 
 @pytest.fixture(scope="session")
@@ -123,4 +153,11 @@ def kubectl(_dask_e2e_cluster: E2ECluster) -> Kubectl:
     return Kubectl(binary=_dask_e2e_cluster.kubectl, kubeconfig=_dask_e2e_cluster.kubeconfig)
 
 
-__all__: Sequence[str] = ["Kubectl", "KubectlError", "k8s_kubeconfig", "kubectl", "local_cluster"]
+__all__: Sequence[str] = [
+    "Kubectl",
+    "KubectlError",
+    "e2e_cluster",
+    "k8s_kubeconfig",
+    "kubectl",
+    "local_cluster",
+]
