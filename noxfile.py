@@ -267,7 +267,8 @@ def tooling(session: nox.Session) -> None:
     """Tests of the tooling in ci/tests (no cluster, no Docker): e2e providers, workflow, docs.
 
     e2e provider selection and the kind commands, the GitHub workflow against the versions file
-    and the noxfile, the generated supported-versions page.
+    and the noxfile, the generated supported-versions page; and the local node's rendering and
+    certificates (ci/localk8s/node/tests).
     """
     # pytest-kind: the kind provider is tested against its real KindCluster (kind and docker are
     # scripts there).
@@ -276,7 +277,8 @@ def tooling(session: nox.Session) -> None:
         "tomli>=2; python_version < '3.11'",
     )  # fmt: skip
     session.run(
-        "python", "-m", "pytest", "-q", str(ROOT / "ci" / "tests"), *session.posargs,
+        "python", "-m", "pytest", "-q", str(ROOT / "ci" / "tests"),
+        str(ROOT / "ci" / "localk8s" / "node" / "tests"), *session.posargs,
         env={"PYTHONPATH": str(ROOT)},
     )  # fmt: skip
 

@@ -1,6 +1,8 @@
 """pytest fixtures for end-to-end tests against a real Kubernetes API.
 
 - `k8s_kubeconfig` (session): `pathlib.Path` of an admin kubeconfig.
+- `e2e_provider` (session): `local`, `kind` or `external`, for the few tests about the local
+  node itself.
 - `kubectl` (session): `kubectl(*args, input=None, check=True, timeout=120)` ->
   `subprocess.CompletedProcess[str]`, running kubectl against that kubeconfig.
 
@@ -139,6 +141,13 @@ def e2e_cluster(provider: str | None = None) -> Generator[E2ECluster, None, None
 @pytest.fixture(scope="session")
 def _dask_e2e_cluster() -> Iterator[E2ECluster]:
     yield from e2e_cluster()
+
+
+@pytest.fixture(scope="session")
+def e2e_provider(_dask_e2e_cluster: E2ECluster) -> str:
+    """Where the cluster comes from: `local`, `kind` or `external` (for tests that touch the
+    local node itself)."""
+    return _dask_e2e_cluster.provider
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ if str(_ROOT) not in sys.path:  # `ci` is a package at the repository root, not 
 
 from ci.localk8s.pytest_plugin import (  # noqa: E402
     _dask_e2e_cluster,
+    e2e_provider,
     k8s_kubeconfig,
     kubectl,
 )
 
-__all__ = ["_dask_e2e_cluster", "k8s_kubeconfig", "kubectl"]
+__all__ = ["_dask_e2e_cluster", "e2e_provider", "k8s_kubeconfig", "kubectl"]
