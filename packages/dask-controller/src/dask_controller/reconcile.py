@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ import pydantic
 
 from dask_controller import builders as b
 from dask_controller import decisions as d
+from dask_controller import idle
 from dask_controller.k8s import KubeApi, Obj
 from dask_controller.scheduler import SchedulerClient, SchedulerUnavailable
 from dask_controller.settings import Settings
@@ -271,6 +273,20 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
         sched_cond,
         d.workers_ready_condition(total_desired, all_views, ""),
     ]
+    idle_timeout = int((cluster.get("spec") or {}).get("idleTimeout") or 0)
+    idle_decision: idle.IdleDecision | None = None
+    if idle_timeout > 0:
+        if view is not None and view.phase == "Running" and not view.terminating:
+            reachable, idle_since, error = await idle.ask_scheduler(
+                cluster, (svc or want_svc)["spec"], settings.cluster_domain,
+                settings.scheduler_timeout,
+            )  # fmt: skip
+        else:
+            reachable, idle_since, error = False, None, "the scheduler pod is not running"
+        idle_decision = idle.decide(
+            idle_timeout, idle_since, reachable, time.time(), cluster.get("status") or {}, error
+        )
+        conds.append(idle_decision.condition)
     out.status = {
         "phase": d.cluster_phase(view if pod is not None else None),
         "observedGeneration": generation,
@@ -278,12 +294,23 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
         "readyReplicas": ready,
         "selector": lbl.selector(b.worker_selector(name, group_name)),
         "conditions": d.merge_conditions(old_conditions, conds, now, generation),
+        "idleSince": idle_decision.idle_since if idle_decision else None,
     }
     if sched_cond.status == "False" and sched_cond.reason in d.FAILURE_REASONS:
         out.events.append(Event("Warning", sched_cond.reason, sched_cond.message))
     if out.status["phase"] != "Running":
         out.requeue_after = out.requeue_after or 5.0
+    if idle_decision is not None:  # poll the scheduler while the timeout is set
+        out.requeue_after = min(out.requeue_after or 1e9, settings.scheduler_poll_interval)
+        if idle_decision.action == "warn":
+            out.events.append(Event("Warning", "IdleTimeout", idle_decision.condition.message))
+            out.requeue_after = 1.0
     await _write_status(kube, "DaskCluster", cluster, out.status)
+    deleting = idle_decision is not None and idle_decision.action == "delete"
+    if deleting and await kube.delete_custom("DaskCluster", ns, name, uid=meta.get("uid")):
+        out.events.append(
+            Event("Normal", "IdleShutdown", f"deleted DaskCluster {name}: idle timeout")
+        )
     return out
 
 

@@ -244,6 +244,28 @@ class SchedulerClient:
         result, _ = await self._call("adaptive_target", http, rpc)
         return result
 
+    async def check_idle(self) -> float | None:
+        """Since when the scheduler has had no work (its own clock, seconds since the epoch),
+        or ``None`` while it is busy.
+
+        The scheduler decides (``Scheduler.check_idle``): it is busy while any task is
+        processing, queued or unrunnable, while a graph is being submitted, or when any task
+        changed state since the previous check. Results merely held in memory, and connected
+        clients, do not count as work.
+        """
+
+        async def http() -> float | None:
+            body = await self._http_call("GET", "/api/v1/check_idle")
+            value = body.get("idle_since") if isinstance(body, Mapping) else None
+            return None if value is None else float(value)
+
+        async def rpc() -> float | None:
+            value = await self._rpc_call("check_idle")
+            return None if value is None else float(value)
+
+        result, _ = await self._call("check_idle", http, rpc)
+        return result
+
     async def _http_get_workers_raw(self) -> list[WorkerInfo]:
         body = await self._http_call("GET", "/api/v1/get_workers")
         return [WorkerInfo(str(w["name"]), str(w["address"])) for w in body["workers"]]

@@ -66,6 +66,8 @@ class Settings:
     post_events: bool = True
     #: A reconcile loop with no finished pass for this long fails the liveness probe.
     liveness_max_age: float = 300.0
+    #: Seconds between polls of a scheduler by a DaskAutoscaler and by the idle-timeout check.
+    scheduler_poll_interval: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,4 +80,5 @@ class Settings:
             scheduler_timeout=_float(env, "DASK_OPERATOR_SCHEDULER_TIMEOUT", 10.0, 0.1),
             post_events=_bool(env, "DASK_OPERATOR_EVENTS", True),
             liveness_max_age=_float(env, "DASK_OPERATOR_LIVENESS_MAX_AGE", 300.0, 30.0),
+            scheduler_poll_interval=_float(env, "DASK_OPERATOR_SCHEDULER_POLL_INTERVAL", 5.0, 0.5),
         )
