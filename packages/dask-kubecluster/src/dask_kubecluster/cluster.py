@@ -440,18 +440,45 @@ class KubeCluster(Cluster):
         self._worker_groups[group] = n
 
     def adapt(  # type: ignore[override]
-        self, minimum: int | None = None, maximum: int | None = None, **kwargs: Any
+        self,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        *,
+        scale_up_window: int | None = None,
+        scale_down_window: int | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Let the operator scale the default worker group between ``minimum`` and ``maximum``.
 
         Creates (or updates) a DaskAutoscaler named after the cluster. ``scale()`` turns it off.
+        ``scale_up_window``/``scale_down_window`` set its stabilisation windows in seconds.
         """
-        return self.sync(self._adapt, minimum, maximum)
+        return self.sync(
+            self._adapt,
+            minimum,
+            maximum,
+            scale_up_window=scale_up_window,
+            scale_down_window=scale_down_window,
+        )
 
-    async def _adapt(self, minimum: int | None = None, maximum: int | None = None) -> None:
+    async def _adapt(
+        self,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        *,
+        scale_up_window: int | None = None,
+        scale_down_window: int | None = None,
+    ) -> None:
         low = 0 if minimum is None else minimum
         high = int(dask.config.get("kubernetes.adapt-maximum")) if maximum is None else maximum
-        body = spec.make_autoscaler_spec(self.name, low, high, namespace=self.namespace)
+        body = spec.make_autoscaler_spec(
+            self.name,
+            low,
+            high,
+            namespace=self.namespace,
+            scale_up_window=scale_up_window,
+            scale_down_window=scale_down_window,
+        )
         await self._require_kube().apply_autoscaler(body)
         self._adapt_range = (low, high)
 

@@ -420,8 +420,15 @@ def make_autoscaler_spec(
     minimum: int,
     maximum: int,
     namespace: str | None = None,
+    *,
+    scale_up_window: int | None = None,
+    scale_down_window: int | None = None,
 ) -> dict[str, Any]:
-    """A DaskAutoscaler named after the cluster, clamping its default group to min/max."""
+    """A DaskAutoscaler named after the cluster, clamping its default group to min/max.
+
+    ``scale_up_window``/``scale_down_window``: stabilisation windows in seconds (the
+    operator's defaults when ``None``).
+    """
     _check_replicas(minimum, "minimum")
     _check_replicas(maximum, "maximum")
     if minimum > maximum:
@@ -429,11 +436,16 @@ def make_autoscaler_spec(
     metadata: dict[str, Any] = {"name": cluster_name}
     if namespace:
         metadata["namespace"] = namespace
+    auto_spec: dict[str, Any] = {"cluster": cluster_name, "minimum": minimum, "maximum": maximum}
+    for key, window in (("scaleUp", scale_up_window), ("scaleDown", scale_down_window)):
+        if window is not None:
+            _check_replicas(window, f"{key} stabilisation window")
+            auto_spec[key] = {"stabilizationWindowSeconds": window}
     obj = {
         "apiVersion": c.API_VERSION,
         "kind": "DaskAutoscaler",
         "metadata": metadata,
-        "spec": {"cluster": cluster_name, "minimum": minimum, "maximum": maximum},
+        "spec": auto_spec,
     }
     return validate(obj)
 
