@@ -274,7 +274,8 @@ async def test_history_survives_a_controller_restart(kube: FakeKube) -> None:
     clock.advance(30)
     await _pass(kube, clock)
     ann = kube.objects[("DaskAutoscaler", "ns1", "simple")]["metadata"]["annotations"]
-    assert json.loads(ann[a.HISTORY_ANNOTATION]) == [[T0, 4], [T0 + 30, 1]]
+    # seeded with the group's size (2) when the autoscaler started
+    assert json.loads(ann[a.HISTORY_ANNOTATION]) == [[T0, 2], [T0, 4], [T0 + 30, 1]]
     a._last_poll.clear()  # "restart": nothing in memory
     clock.advance(50)  # the 4 was replaced 50s ago: still inside the 60s window
     await _pass(kube, clock)
@@ -416,4 +417,19 @@ async def test_adaptive_target_of_a_real_scheduler_over_rpc(
         kube, SETTINGS, obj, factory, clock=clock.time, monotonic=clock.monotonic
     )
     assert _status(kube)["recommendedReplicas"] == 0
+    assert _replicas(kube) == 1
+
+
+async def test_new_autoscaler_waits_the_window_before_its_first_scale_down(
+    kube: FakeKube,
+) -> None:
+    clock = Clock()
+    for p in kube.names("Pod"):
+        kube.set_pod_state(p, "Running", ready=True)
+    FakeScheduler.target = 0
+    await _pass(kube, clock)
+    assert _replicas(kube) == 2
+    assert _status(kube)["lastDecision"] == "NoChange"
+    clock.advance(61)
+    await _pass(kube, clock)
     assert _replicas(kube) == 1

@@ -10,7 +10,8 @@ Stabilisation works like the Kubernetes HPA's: every pass records the (clamped) 
 a scale-up goes to the *lowest* recommendation seen within the scale-up window, a scale-down to
 the *highest* seen within the scale-down window, so a short burst or a short lull does not move
 the group. The recommendation history is kept, as change points, in an annotation on the
-autoscaler, so a controller restart does not forget it.
+autoscaler, so a controller restart does not forget it. A new autoscaler's history starts with
+the group's present size, so even its first scale-down waits for the window.
 
 Pure decision functions come first (unit-tested without a cluster); the reconcile pass follows.
 """
@@ -300,7 +301,12 @@ async def reconcile_autoscaler(
     ann = meta.get("annotations") or {}
     raw_history = ann.get(HISTORY_ANNOTATION)
     keep = max(spec.scale_up_window(), spec.scale_down_window())
-    history = record(parse_history(raw_history), now, spec.clamp(recommended), keep)
+    history = parse_history(raw_history)
+    if not history:
+        # A new autoscaler starts from the group's present size, so its first scale-down also
+        # waits for the window (like the HPA).
+        history = [(now, current)]
+    history = record(history, now, spec.clamp(recommended), keep)
     pods = await kube.list_pods(ns, b.worker_selector(spec.cluster, group_name))
     starting = starting_workers([d.pod_view(p) for p in pods])
     decision = decide(
