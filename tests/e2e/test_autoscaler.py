@@ -1,0 +1,378 @@
+# distributed's Client is not annotated.
+# mypy: disable-error-code="no-untyped-call"
+"""DaskAutoscaler, KubeCluster.adapt and idle shutdown on the real local cluster.
+
+The controller runs as a subprocess (`dask-controller run --namespace NS`) watching one fresh
+namespace, polling schedulers every 2 seconds. The tests need pods that really run (a Ready
+node) and skip with the reason otherwise. Work is sent with functions pickled by reference
+(`time.sleep`, `operator.mul`), so the test's Python and the image's need not match.
+
+Every wait is a poll against a deadline, never a bare sleep as synchronisation.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+pytest.importorskip("dask_controller", reason="dask-controller is not installed")
+pytest.importorskip("dask_kubecluster", reason="dask-kubecluster is not installed")
+
+from distributed import Client, wait
+
+from dask_crds.models import AUTOSCALER_DECISIONS
+from dask_kubecluster import KubeCluster
+
+if TYPE_CHECKING:
+    from ci.localk8s.pytest_plugin import Kubectl
+
+WAIT = 300.0
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "packages" / "dask-controller" / "tests" / "manifests"
+IMAGE = os.environ.get("DASK_E2E_IMAGE", "ghcr.io/dask/dask:latest")
+
+pytestmark = [
+    pytest.mark.timeout(900),
+    pytest.mark.filterwarnings(
+        "ignore::ResourceWarning",
+        "ignore:.*Port.*is already in use.*:UserWarning",
+        # the host's client runs the test's Python, the Dask image Debian's 3.11
+        "ignore:Mismatched versions found",
+    ),
+]
+
+#: The controller process of the running test and its log, for failure messages.
+_running: dict[str, Any] = {}
+
+
+def _controller_log() -> str:
+    log = _running.get("log")
+    if not isinstance(log, Path) or not log.exists():
+        return ""
+    return "\ncontroller log (tail):\n" + log.read_text()[-4000:]
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        proc = _running.get("proc")
+        if isinstance(proc, subprocess.Popen) and proc.poll() is not None:
+            pytest.fail(
+                f"the controller exited ({proc.returncode}) before {what}{_controller_log()}"
+            )
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{_controller_log()}")
+        time.sleep(0.5)  # poll interval of a deadline loop
+
+
+def _json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(kubectl(*args, "-o", "json").stdout)
+    return data
+
+
+def _manifest(name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = yaml.safe_load((MANIFESTS / name).read_text())
+    return obj
+
+
+def _crd_manifests() -> str:
+    """The CRDs generated from the dask_crds models: exactly what the chart installs."""
+    from dask_crds import crd
+
+    return "\n---\n".join(crd.render_all().values())
+
+
+def _ready_node(kubectl: Kubectl) -> bool:
+    for node in _json(kubectl, "get", "nodes")["items"]:
+        for cond in node.get("status", {}).get("conditions", []):
+            if cond.get("type") == "Ready" and cond.get("status") == "True":
+                return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def crds(kubectl: Kubectl) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=_crd_manifests())
+    for plural in ("daskclusters", "daskworkergroups", "daskautoscalers"):
+        kubectl(
+            "wait", "--for=condition=Established", f"crd/{plural}.kubernetes.dask.org",
+            "--timeout=60s",
+        )  # fmt: skip
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
+    base = request.node.name.lower().replace("_", "-")[:30].strip("-")
+    name = f"e2e-as-{base}-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture
+def controller(
+    kubectl: Kubectl,
+    k8s_kubeconfig: Path,
+    crds: None,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Path]:
+    """The controller watching `namespace` (needs a Ready node); yields its log. KubeCluster in
+    the test process uses the same kubeconfig."""
+    if not _ready_node(kubectl):
+        pytest.skip("needs a Ready node (kubelet) so that pods really run; none is Ready")
+    monkeypatch.setenv("KUBECONFIG", str(k8s_kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    log = tmp_path / "controller.log"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(k8s_kubeconfig),
+        "PYTHONUNBUFFERED": "1",
+        "DASK_OPERATOR_SCHEDULER_POLL_INTERVAL": "2",
+    }
+    with log.open("a") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dask_controller.cli", "run", "--namespace", namespace,
+             "--kubeconfig", str(k8s_kubeconfig), "--verbose"],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    _running.update(proc=proc, log=log)
+    try:
+        yield log
+    finally:
+        _running.clear()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _replicas(kubectl: Kubectl, ns: str, group: str) -> int:
+    obj = _json(kubectl, "get", "daskworkergroup", group, "-n", ns)
+    return int(obj["spec"]["worker"]["replicas"])
+
+
+def _worker_pods(kubectl: Kubectl, ns: str, group: str) -> list[str]:
+    sel = f"dask.org/component=worker,dask.org/workergroup-name={group}"
+    items = _json(kubectl, "get", "pods", "-n", ns, "-l", sel)["items"]
+    return [p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def _events(kubectl: Kubectl, ns: str, kind: str, name: str) -> list[tuple[str, str]]:
+    items = _json(kubectl, "get", "events", "-n", ns)["items"]
+    return [
+        (e.get("type", ""), e.get("reason", ""))
+        for e in items
+        if (e.get("involvedObject") or {}).get("kind") == kind
+        and (e.get("involvedObject") or {}).get("name") == name
+    ]
+
+
+class Peak:
+    """Largest group size and scheduler worker count seen while polling."""
+
+    def __init__(self, kubectl: Kubectl, ns: str, group: str, client: Any) -> None:
+        self.kubectl, self.ns, self.group, self.client = kubectl, ns, group, client
+        self.replicas = 0
+        self.workers = 0
+
+    def sample(self) -> None:
+        self.replicas = max(self.replicas, _replicas(self.kubectl, self.ns, self.group))
+        self.workers = max(self.workers, len(self.client.scheduler_info()["workers"]))
+
+
+def _burst(client: Any, n: int = 80, seconds: float = 2.0) -> list[Any]:
+    """``n`` tasks of ``seconds`` each: enough queued work for the scheduler to want more
+    workers than one."""
+    futures: list[Any] = client.map(time.sleep, [seconds] * n, pure=False)
+    return futures
+
+
+# ============================================================================ the reference
+
+
+def test_reference_autoscaler_scales_up_to_maximum_and_down_keeping_data(
+    kubectl: Kubectl, namespace: str, controller: Path
+) -> None:
+    """The reference `simple` cluster and `autoscaler.yaml` (minimum 1, maximum 10, default
+    windows): a burst scales the default group up (never beyond 10); once idle it goes down to
+    1 through retirement, and every result held in worker memory survives."""
+    ns = namespace
+    kubectl("apply", "-n", ns, "-f", str(MANIFESTS / "simple-cluster.yaml"))
+    kubectl("apply", "-n", ns, "-f", str(MANIFESTS / "autoscaler.yaml"))
+
+    def decided() -> bool:
+        st = _json(kubectl, "get", "daskautoscaler", "simple", "-n", ns).get("status") or {}
+        return st.get("lastDecision") in AUTOSCALER_DECISIONS
+
+    _until("the autoscaler's first decision", decided)
+    scaler = _json(kubectl, "get", "daskautoscaler", "simple", "-n", ns)
+    assert scaler["status"]["workerGroup"] == "simple-default"
+    assert scaler["metadata"]["ownerReferences"][0]["name"] == "simple"
+
+    cluster = KubeCluster.from_name("simple", namespace=ns, quiet=True)
+    client = Client(cluster)
+    try:
+        client.wait_for_workers(1, timeout=WAIT)
+        peak = Peak(kubectl, ns, "simple-default", client)
+        burst = _burst(client)
+
+        def scaled_up() -> bool:
+            peak.sample()
+            return peak.replicas > 2 and peak.workers > 2
+
+        _until("the burst scales the group up", scaled_up)
+
+        def burst_done() -> bool:
+            peak.sample()
+            return all(f.done() for f in burst)
+
+        _until("the burst finishes", burst_done)
+        # Results spread over the workers' memory while there are several of them.
+        data = client.map(operator.mul, range(300), range(300), pure=False)
+        wait(data)
+        holders = client.who_has(data)
+        assert len({w for ws in holders.values() for w in ws}) > 1, "data on one worker only"
+
+        def scaled_down() -> bool:
+            peak.sample()
+            return (
+                _replicas(kubectl, ns, "simple-default") == 1
+                and len(_worker_pods(kubectl, ns, "simple-default")) == 1
+                and len(client.scheduler_info()["workers"]) == 1
+            )
+
+        _until("idle: down to the minimum of 1 worker", scaled_down)
+        assert peak.replicas <= 10
+        assert peak.workers <= 10
+        lost = [f.key for f in [*burst, *data] if f.status != "finished"]
+        assert lost == []
+        assert client.gather(data) == [i * i for i in range(300)]
+
+        status = _json(kubectl, "get", "daskautoscaler", "simple", "-n", ns)["status"]
+        assert status["desiredReplicas"] == 1
+        assert status["lastDecision"] in AUTOSCALER_DECISIONS
+        assert status["lastDecisionReason"]
+        reasons = {r for _, r in _events(kubectl, ns, "DaskAutoscaler", "simple")}
+        assert {"ScaleUp", "ScaleDown"} <= reasons
+    finally:
+        client.close()
+        cluster.close()
+
+    # Deleting the autoscaler leaves the replicas where they are.
+    kubectl("delete", "-n", ns, "-f", str(MANIFESTS / "autoscaler.yaml"))
+    assert _replicas(kubectl, ns, "simple-default") == 1
+
+
+# ============================================================================ KubeCluster
+
+
+def test_kubecluster_adapt_1_3_under_a_burst(
+    kubectl: Kubectl, namespace: str, controller: Path
+) -> None:
+    """`adapt(1, 3)`: a burst takes the cluster above one worker and never above three; when the
+    work is done it returns to one."""
+    ns = namespace
+    with KubeCluster(name="adapt", n_workers=1, namespace=ns, image=IMAGE, quiet=True) as cluster:
+        cluster.adapt(1, 3, scale_down_window=10)
+        scaler = _json(kubectl, "get", "daskautoscaler", "adapt", "-n", ns)
+        assert scaler["spec"]["scaleDown"] == {"stabilizationWindowSeconds": 10}
+        with Client(cluster) as client:
+            client.wait_for_workers(1, timeout=WAIT)
+            peak = Peak(kubectl, ns, "adapt-default", client)
+            burst = _burst(client)
+
+            def grew() -> bool:
+                peak.sample()
+                return peak.workers > 1
+
+            _until("more than one worker", grew)
+
+            def done() -> bool:
+                peak.sample()
+                return all(f.done() for f in burst)
+
+            _until("the burst finishes", done)
+
+            def back_to_one() -> bool:
+                peak.sample()
+                return (
+                    _replicas(kubectl, ns, "adapt-default") == 1
+                    and len(client.scheduler_info()["workers"]) == 1
+                )
+
+            _until("back to one worker", back_to_one)
+            assert 1 < peak.workers <= 3
+            assert peak.replicas <= 3
+            assert [f.key for f in burst if f.status != "finished"] == []
+
+
+# ============================================================================ idle shutdown
+
+
+def test_idle_cluster_is_deleted_and_a_busy_one_is_kept(
+    kubectl: Kubectl, namespace: str, controller: Path
+) -> None:
+    """Two clusters with `idleTimeout: 10`: `idle` (never given work) is deleted after a
+    Warning Event, its status having shown `idleSince`; `simple`, running a long task all the
+    while, stays and is reported busy."""
+    ns = namespace
+    kubectl("apply", "-n", ns, "-f", str(MANIFESTS / "simple-cluster.yaml"))
+    cluster = KubeCluster.from_name("simple", namespace=ns, quiet=True)
+    client = Client(cluster)
+    try:
+        client.wait_for_workers(1, timeout=WAIT)
+        long_task = client.submit(time.sleep, 600, pure=False)
+        _until("the long task runs", lambda: any(client.processing().values()))
+        kubectl(
+            "patch", "daskcluster", "simple", "-n", ns, "--type=merge",
+            "-p", '{"spec": {"idleTimeout": 10}}',
+        )  # fmt: skip
+
+        idle = _manifest("simple-cluster.yaml")
+        idle["metadata"]["name"] = "idle"
+        idle["spec"]["idleTimeout"] = 10
+        idle["spec"]["worker"]["replicas"] = 0
+        idle["spec"]["scheduler"]["service"]["selector"]["dask.org/cluster-name"] = "idle"
+        kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(idle))
+
+        seen: dict[str, Any] = {}
+
+        def idle_gone() -> bool:
+            result = kubectl("get", "daskcluster", "idle", "-n", ns, "-o", "json", check=False)
+            if result.returncode != 0:
+                assert "NotFound" in result.stderr, result.stderr
+                return True
+            since = (json.loads(result.stdout).get("status") or {}).get("idleSince")
+            if since:
+                seen["idleSince"] = since
+            return False
+
+        _until("the idle cluster is deleted", idle_gone)
+        assert "idleSince" in seen
+        assert ("Warning", "IdleTimeout") in _events(kubectl, ns, "DaskCluster", "idle")
+
+        busy = _json(kubectl, "get", "daskcluster", "simple", "-n", ns)
+        assert busy["spec"]["idleTimeout"] == 10
+        assert not busy["status"].get("idleSince")
+        [cond] = [c for c in busy["status"]["conditions"] if c["type"] == "Idle"]
+        assert (cond["status"], cond["reason"]) == ("False", "Busy")
+        assert not long_task.done()
+    finally:
+        client.close()
+        cluster.close()
