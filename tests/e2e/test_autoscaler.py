@@ -325,6 +325,56 @@ def test_kubecluster_adapt_1_3_under_a_burst(
 # ============================================================================ idle shutdown
 
 
+class Watch:
+    """`kubectl get --watch --output-watch-events -o json` of one object, read without
+    blocking: every version of it the API server streamed."""
+
+    def __init__(self, kubectl: Kubectl, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [str(kubectl.binary), f"--kubeconfig={kubectl.kubeconfig}", "get", *args,
+             "--watch", "--output-watch-events", "-o", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.data = b""
+
+    def events(self) -> list[dict[str, Any]]:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.data += chunk
+        return _decode_stream(self.data.decode(errors="replace"))
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _decode_stream(text: str) -> list[dict[str, Any]]:
+    """Concatenated JSON documents -> list (an incomplete last one is left out)."""
+    decoder = json.JSONDecoder()
+    out: list[dict[str, Any]] = []
+    i = 0
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i >= len(text):
+            return out
+        try:
+            obj, i = decoder.raw_decode(text, i)
+        except ValueError:
+            return out
+        out.append(obj)
+
+
 def test_idle_cluster_is_deleted_and_a_busy_one_is_kept(
     kubectl: Kubectl, namespace: str, controller: Path
 ) -> None:
@@ -350,21 +400,20 @@ def test_idle_cluster_is_deleted_and_a_busy_one_is_kept(
         idle["spec"]["worker"]["replicas"] = 0
         idle["spec"]["scheduler"]["service"]["selector"]["dask.org/cluster-name"] = "idle"
         kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(idle))
-
-        seen: dict[str, Any] = {}
+        # Every version of the idle cluster, as a watch streams them: the status with
+        # `idleSince` may live for only a second before the deletion.
+        watch = Watch(kubectl, "daskcluster", "idle", "-n", ns)
 
         def idle_gone() -> bool:
-            result = kubectl("get", "daskcluster", "idle", "-n", ns, "-o", "json", check=False)
-            if result.returncode != 0:
-                assert "NotFound" in result.stderr, result.stderr
-                return True
-            since = (json.loads(result.stdout).get("status") or {}).get("idleSince")
-            if since:
-                seen["idleSince"] = since
-            return False
+            return any(e.get("type") == "DELETED" for e in watch.events())
 
-        _until("the idle cluster is deleted", idle_gone)
-        assert "idleSince" in seen
+        try:
+            _until("the idle cluster is deleted", idle_gone)
+            versions = watch.events()
+        finally:
+            watch.stop()
+        statuses = [(v.get("object") or {}).get("status") or {} for v in versions]
+        assert any(st.get("idleSince") for st in statuses), statuses
         assert ("Warning", "IdleTimeout") in _events(kubectl, ns, "DaskCluster", "idle")
 
         busy = _json(kubectl, "get", "daskcluster", "simple", "-n", ns)
