@@ -154,6 +154,12 @@ def controller(
         yield log
     finally:
         _running.clear()
+        # Delete the Dask objects while the controller still runs, so it releases their kopf
+        # finalizers and the namespace can go.
+        kubectl(
+            "delete", "daskautoscalers,daskjobs,daskclusters,daskworkergroups", "--all",
+            "-n", namespace, "--timeout=60s", check=False,
+        )  # fmt: skip
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=20)
