@@ -210,12 +210,13 @@ async def reconcile_autoscaler(
     name, ns = meta["name"], meta["namespace"]
     generation = meta.get("generation")
     old = autoscaler.get("status") or {}
+    key = (ns, name, str(meta.get("uid")))
     if meta.get("deletionTimestamp"):
-        return Outcome()
+        _last_poll.pop(key, None)
+        return Outcome()  # being deleted: the group keeps its replicas
 
     # A pass woken by its own write comes too soon: wait for the poll interval, unless the
     # spec changed (then act at once).
-    key = (ns, name, str(meta.get("uid")))
     last = _last_poll.get(key)
     since = monotonic() - last if last is not None else None
     if since is not None and since < interval * 0.8 and old.get("observedGeneration") == generation:
