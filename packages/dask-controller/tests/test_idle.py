@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import dask
 import pytest
 import yaml
 from distributed import Client as _Client
 from distributed import Scheduler
 from fake_kube import FakeKube
 
+from dask_controller import builders as b
 from dask_controller import idle
 from dask_controller import reconcile as r
 from dask_controller.scheduler import SchedulerClient
@@ -193,3 +195,22 @@ async def test_check_idle_of_a_real_scheduler(real_scheduler: Scheduler) -> None
                 busy = await sched.check_idle()
             assert busy is None
             await client.cancel(fut)
+
+
+@pytest.fixture
+async def http_scheduler() -> AsyncIterator[Scheduler]:
+    with dask.config.set({"distributed.scheduler.http.routes": b.SCHEDULER_HTTP_ROUTES}):
+        s = await Scheduler(host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0")
+    yield s
+    await s.close()
+
+
+async def test_check_idle_over_the_http_api(http_scheduler: Scheduler) -> None:
+    """The HTTP route `/api/v1/check_idle` answers first (the RPC address here is unusable,
+    so an answer proves the HTTP path)."""
+    server: Any = http_scheduler.http_server
+    url = f"http://127.0.0.1:{server.port}"
+    async with SchedulerClient("tcp://127.0.0.1:1", url, timeout=5) as sched:
+        since = await sched.check_idle()
+        assert since is not None
+        assert sched.http_api is True
