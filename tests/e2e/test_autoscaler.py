@@ -15,17 +15,23 @@ from __future__ import annotations
 import json
 import operator
 import os
-import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from e2e_support import (
+    MANIFESTS,
+    ControllerProcess,
+    fresh_namespace,
+    get_json,
+    install_crds,
+    ready_node,
+    until,
+)
 
 pytest.importorskip("dask_controller", reason="dask-controller is not installed")
 pytest.importorskip("dask_kubecluster", reason="dask-kubecluster is not installed")
@@ -39,8 +45,6 @@ if TYPE_CHECKING:
     from ci.localk8s.pytest_plugin import Kubectl
 
 WAIT = 300.0
-ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = ROOT / "packages" / "dask-controller" / "tests" / "manifests"
 IMAGE = os.environ.get("DASK_E2E_IMAGE", "ghcr.io/dask/dask:latest")
 
 pytestmark = [
@@ -53,33 +57,19 @@ pytestmark = [
     ),
 ]
 
-#: The controller process of the running test and its log, for failure messages.
-_running: dict[str, Any] = {}
-
-
-def _controller_log() -> str:
-    log = _running.get("log")
-    if not isinstance(log, Path) or not log.exists():
-        return ""
-    return "\ncontroller log (tail):\n" + log.read_text()[-4000:]
+#: The controller of the running test, for failure messages and early failure when it exits.
+_running: dict[str, ControllerProcess] = {}
 
 
 def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        proc = _running.get("proc")
-        if isinstance(proc, subprocess.Popen) and proc.poll() is not None:
-            pytest.fail(
-                f"the controller exited ({proc.returncode}) before {what}{_controller_log()}"
-            )
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{_controller_log()}")
-        time.sleep(0.5)  # poll interval of a deadline loop
+    ctl = _running.get("controller")
+    until(
+        what, check, timeout, interval=0.5,
+        context=ctl.tail if ctl else None, abort=ctl.exited if ctl else None,
+    )  # fmt: skip
 
 
-def _json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(kubectl(*args, "-o", "json").stdout)
-    return data
+_json = get_json
 
 
 def _manifest(name: str) -> dict[str, Any]:
@@ -87,38 +77,15 @@ def _manifest(name: str) -> dict[str, Any]:
     return obj
 
 
-def _crd_manifests() -> str:
-    """The CRDs generated from the dask_crds models: exactly what the chart installs."""
-    from dask_crds import crd
-
-    return "\n---\n".join(crd.render_all().values())
-
-
-def _ready_node(kubectl: Kubectl) -> bool:
-    for node in _json(kubectl, "get", "nodes")["items"]:
-        for cond in node.get("status", {}).get("conditions", []):
-            if cond.get("type") == "Ready" and cond.get("status") == "True":
-                return True
-    return False
-
-
 @pytest.fixture(scope="module")
 def crds(kubectl: Kubectl) -> None:
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=_crd_manifests())
-    for plural in ("daskclusters", "daskworkergroups", "daskautoscalers"):
-        kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.kubernetes.dask.org",
-            "--timeout=60s",
-        )  # fmt: skip
+    install_crds(kubectl)
 
 
 @pytest.fixture
 def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    base = request.node.name.lower().replace("_", "-")[:30].strip("-")
-    name = f"e2e-as-{base}-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+    with fresh_namespace(kubectl, "e2e-as", request.node.name) as name:
+        yield name
 
 
 @pytest.fixture
@@ -130,28 +97,17 @@ def controller(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Path]:
-    """The controller watching `namespace` (needs a Ready node); yields its log. KubeCluster in
-    the test process uses the same kubeconfig."""
-    if not _ready_node(kubectl):
+    """The controller watching `namespace`, polling schedulers every 2 s (needs a Ready node);
+    yields its log. KubeCluster in the test process uses the same kubeconfig."""
+    if not ready_node(kubectl):
         pytest.skip("needs a Ready node (kubelet) so that pods really run; none is Ready")
     monkeypatch.setenv("KUBECONFIG", str(k8s_kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    log = tmp_path / "controller.log"
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(k8s_kubeconfig),
-        "PYTHONUNBUFFERED": "1",
-        "DASK_OPERATOR_SCHEDULER_POLL_INTERVAL": "2",
-    }
-    with log.open("a") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dask_controller.cli", "run", "--namespace", namespace,
-             "--kubeconfig", str(k8s_kubeconfig), "--verbose"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    _running.update(proc=proc, log=log)
+    ctl = ControllerProcess(k8s_kubeconfig, namespace, tmp_path / "controller.log")
+    ctl.start("--verbose", DASK_OPERATOR_SCHEDULER_POLL_INTERVAL="2")
+    _running["controller"] = ctl
     try:
-        yield log
+        yield ctl.log
     finally:
         _running.clear()
         # Delete the Dask objects while the controller still runs, so it releases their kopf
@@ -160,12 +116,7 @@ def controller(
             "delete", "daskautoscalers,daskjobs,daskclusters,daskworkergroups", "--all",
             "-n", namespace, "--timeout=60s", check=False,
         )  # fmt: skip
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        ctl.stop()
 
 
 def _replicas(kubectl: Kubectl, ns: str, group: str) -> int:
