@@ -92,9 +92,25 @@ def install_crds(kubectl: Kubectl) -> None:
         )  # fmt: skip
 
 
+def release_finalizers(kubectl: Kubectl, namespace: str) -> None:
+    """Drop the finalizers of every Dask object in ``namespace``.
+
+    kopf puts a finalizer on each object it runs a per-object loop for; once the test's
+    controller is stopped nothing would remove it, and the namespace would stay Terminating.
+    """
+    plurals = ",".join(f"{kind.lower()}s.kubernetes.dask.org" for kind in KINDS)
+    listed = kubectl("get", plurals, "-n", namespace, "-o", "name", check=False)
+    for ref in listed.stdout.split():
+        kubectl(
+            "patch", ref, "-n", namespace, "--type=merge",
+            "-p", '{"metadata":{"finalizers":null}}', check=False,
+        )  # fmt: skip
+
+
 @contextmanager
 def fresh_namespace(kubectl: Kubectl, prefix: str, test_name: str = "") -> Iterator[str]:
-    """A new namespace named after the test, deleted (without waiting) afterwards."""
+    """A new namespace named after the test, deleted (without waiting) afterwards, with the kopf
+    finalizers of its Dask objects released so that it really goes."""
     base = test_name.lower().replace("_", "-").replace("[", "-").replace("]", "")
     name = "-".join(p for p in (prefix, base[:28].strip("-"), uuid.uuid4().hex[:6]) if p)
     kubectl("create", "namespace", name)
@@ -102,6 +118,7 @@ def fresh_namespace(kubectl: Kubectl, prefix: str, test_name: str = "") -> Itera
         yield name
     finally:
         kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+        release_finalizers(kubectl, name)
 
 
 class ControllerProcess:

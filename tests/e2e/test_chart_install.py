@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from e2e_support import get_json, ready_node, until
+from e2e_support import get_json, ready_node, release_finalizers, until
 
 if TYPE_CHECKING:
     from ci.localk8s.pytest_plugin import Kubectl
@@ -104,6 +104,7 @@ def namespaces(kubectl: Kubectl) -> Iterator[Callable[[], str]]:
     for ns in made:
         kubectl("delete", "daskclusters", "--all", "-n", ns, "--wait=false", check=False)
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        release_finalizers(kubectl, ns)  # in case the operator went before its objects
 
 
 def test_crds_install_upgrade_and_survive_uninstall(
