@@ -540,3 +540,33 @@ async def test_passes_are_idempotent_through_a_restart(kube: FakeKube) -> None:
     assert {k: v for k, v in kube.objects.items() if k[0] != "DaskJob"} == {
         k: v for k, v in before.items() if k[0] != "DaskJob"
     }
+
+
+async def test_label_updates_reach_the_cluster_and_runner(kube: FakeKube) -> None:
+    await _to_running(kube)
+    job = kube.objects[("DaskJob", NS, JOB)]
+    job["metadata"]["labels"] = {"team": "ml"}
+    job["metadata"]["annotations"] = {"cost": "42", "kubectl.kubernetes.io/last-applied": "x"}
+    await _pass(kube, 5)
+    cluster = kube.objects[("DaskCluster", NS, JOB)]
+    assert cluster["metadata"]["labels"]["team"] == "ml"
+    assert cluster["metadata"]["annotations"] == {"cost": "42"}
+    runner = _pod(kube, f"{JOB}-runner")
+    assert runner["metadata"]["labels"]["team"] == "ml"
+    assert runner["metadata"]["labels"][c.LABEL_COMPONENT] == "job-runner"
+    assert "kubectl.kubernetes.io/last-applied" not in runner["metadata"]["annotations"]
+    calls = len(kube.calls)
+    await _pass(kube, 6)
+    assert kube.calls[calls:] == []
+
+
+async def test_last_failed_attempt_is_kept_while_its_phase_lags(kube: FakeKube) -> None:
+    """The container has exited (restartPolicy Never) but the pod still says Running: the job
+    fails, and that pod is not deleted (it runs nothing and holds the log)."""
+    kube.objects[("DaskJob", NS, JOB)]["spec"]["job"]["spec"]["restartPolicy"] = "Never"
+    _edit(kube, {"backoffLimit": 0})
+    await _to_running(kube)
+    _runner_state(kube, f"{JOB}-runner", "Running", exit_code=1)
+    await _pass(kube, 10)
+    assert (await _status(kube))["jobStatus"] == "Failed"
+    assert f"{JOB}-runner" in kube.names("Pod")

@@ -193,13 +193,26 @@ async def _log_tail(kube: KubeApi, ns: str, pod: Mapping[str, Any] | None) -> st
     return f"; last lines of the log of pod {name}:\n{text}"
 
 
+def _stopped_for_good(pod: Mapping[str, Any]) -> bool:
+    """Finished, or every container exited and none will be restarted (the phase lags behind
+    the container states for a moment): such a pod runs nothing and keeps its log."""
+    if d.pod_view(pod).finished:
+        return True
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    exits = [((cs.get("state") or {}).get("terminated") or {}) for cs in statuses]
+    if not statuses or not all(exits):
+        return False
+    policy = (pod.get("spec") or {}).get("restartPolicy") or b.DEFAULT_RUNNER_RESTART_POLICY
+    return policy == "Never" or all(int(e.get("exitCode") or 0) == 0 for e in exits)
+
+
 async def _delete_runners(
     kube: KubeApi, ns: str, pods: Sequence[Obj], out: Outcome, why: str
 ) -> None:
     """Delete runner pods that are still running (finished attempts are kept for their logs)."""
     for pod in pods:
         view = d.pod_view(pod)
-        if view.terminating or view.finished:
+        if view.terminating or _stopped_for_good(pod):
             continue
         await kube.delete_pod(ns, view.name, uid=pod["metadata"].get("uid"))
         out.events.append(
@@ -215,6 +228,38 @@ async def _delete_cluster(
     name = cluster["metadata"]["name"]
     if await kube.delete_custom("DaskCluster", ns, name, uid=cluster["metadata"].get("uid")):
         out.events.append(Event("Normal", "ClusterDeleted", f"deleted DaskCluster {name}: {why}"))
+
+
+def _drift(
+    live: Mapping[str, Any], built: Mapping[str, Any]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Labels and annotations ``live`` lacks (or has with other values) compared to ``built``."""
+    want_labels, want_ann = b.propagated_metadata(built)
+    meta = live.get("metadata") or {}
+    have_labels = meta.get("labels") or {}
+    have_ann = meta.get("annotations") or {}
+    labels = {k: v for k, v in want_labels.items() if have_labels.get(k) != v}
+    ann = {k: v for k, v in want_ann.items() if have_ann.get(k) != v}
+    return labels, ann
+
+
+async def _propagate_metadata(
+    kube: KubeApi, job: Obj, cluster: Obj | None, runners: Sequence[Obj]
+) -> None:
+    """Keep the job's labels/annotations (and spec.*.metadata) on its cluster and runner pods."""
+    ns = job["metadata"]["namespace"]
+    if cluster is not None and not _terminating(cluster):
+        labels, ann = _drift(cluster, b.build_job_cluster(job))
+        if labels or ann:
+            patch = {"metadata": {"labels": labels, "annotations": ann}}
+            await kube.patch_custom("DaskCluster", ns, cluster["metadata"]["name"], patch)
+    want = b.build_job_runner_pod(job, "")
+    for pod in runners:
+        if _terminating(pod):
+            continue
+        labels, ann = _drift(pod, want)
+        if labels or ann:
+            await kube.patch_pod_metadata(ns, pod["metadata"]["name"], labels, ann)
 
 
 async def reconcile_job(
@@ -420,6 +465,7 @@ async def reconcile_job(
         start_time = start_time or stamp
         requeue.append(2.0)
     start_time = start_time or stamp
+    await _propagate_metadata(kube, job, cluster if ours_cluster else None, ours)
 
     # Is the scheduler of *our* cluster ready?
     sched = await kube.get_pod(ns, naming.scheduler_name(name))
