@@ -91,11 +91,24 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
     name = f"e2e-job-{base}-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", name)
     yield name
+    _release(kubectl, name)  # (again: the controller may have died)
     kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
 
+def _release(kubectl: Kubectl, ns: str) -> None:
+    """Delete the test's Dask objects while the controller still runs (kopf removes its
+    finalizers then); strip any finalizer left, so the namespace can really go."""
+    kinds = "daskjobs,daskclusters,daskworkergroups"
+    kubectl("delete", kinds, "--all", "-n", ns, "--timeout=60s", check=False)
+    for obj in kubectl("get", kinds, "-n", ns, "-o", "name", check=False).stdout.split():
+        patch = '{"metadata":{"finalizers":null}}'
+        kubectl("patch", obj, "-n", ns, "--type=merge", "-p", patch, check=False)
+
+
 @pytest.fixture
-def controller(k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path) -> Iterator[Path]:
+def controller(
+    kubectl: Kubectl, k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path
+) -> Iterator[Path]:
     """`dask-controller run --namespace NS` as a subprocess; yields its log file."""
     log = tmp_path / "controller.log"
     env = {**os.environ, "KUBECONFIG": str(k8s_kubeconfig), "PYTHONUNBUFFERED": "1"}
@@ -110,6 +123,8 @@ def controller(k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path)
         yield log
     finally:
         _running.clear()
+        if proc.poll() is None:
+            _release(kubectl, namespace)
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=20)

@@ -570,3 +570,14 @@ async def test_last_failed_attempt_is_kept_while_its_phase_lags(kube: FakeKube) 
     await _pass(kube, 10)
     assert (await _status(kube))["jobStatus"] == "Failed"
     assert f"{JOB}-runner" in kube.names("Pod")
+
+
+async def test_finished_job_stays_finished_when_its_spec_is_broken(kube: FakeKube) -> None:
+    _edit(kube, {"ttlSecondsAfterFinished": 100})
+    await _to_running(kube)
+    _runner_state(kube, f"{JOB}-runner", "Succeeded", exit_code=0)
+    await _pass(kube, 10)
+    kube.objects[("DaskJob", NS, JOB)]["spec"]["job"]["spec"]["containers"][0]["imagee"] = "x"
+    out = await _pass(kube, 20)
+    assert (await _status(kube))["jobStatus"] == "Successful"
+    assert out.requeue_after == pytest.approx(90)

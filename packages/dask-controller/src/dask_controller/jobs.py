@@ -292,6 +292,39 @@ async def reconcile_job(
         base.update(fields)
         return base
 
+    # -- finished: keep it so; clean up; ttl ------------------------------------------------
+    if old_status in FINISHED and old.get("endTime"):
+        cluster = await kube.get_custom("DaskCluster", ns, name)
+        if old_status == "Failed":
+            ours = [
+                p
+                for p in await kube.list_pods(ns, b.job_runner_selector(name))
+                if _owned_by(p, uid)
+            ]
+            await _delete_runners(kube, ns, ours, out, "the job failed")
+        await _delete_cluster(kube, ns, cluster, uid, out, f"the job is {old_status}")
+        out.status = {"observedGeneration": generation}
+        await _write_status(kube, job, out.status)
+        # Read from the raw spec: a finished job whose spec was since edited into an invalid
+        # one stays finished (and is still cleaned up).
+        raw_ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
+        ttl = raw_ttl if isinstance(raw_ttl, int) and raw_ttl >= 0 else None
+        end = _parse(old.get("endTime"))
+        if ttl is not None and end is not None:
+            left = (end + datetime.timedelta(seconds=ttl) - t).total_seconds()
+            if left <= 0:
+                if await kube.delete_custom(KIND, ns, name, uid=uid):
+                    out.events.append(
+                        Event(
+                            "Normal",
+                            "TTLExpired",
+                            f"deleted the job {ttl}s after it finished (ttlSecondsAfterFinished)",
+                        )
+                    )
+            else:
+                out.requeue_after = left
+        return out
+
     invalid = validate_job(job)
     if invalid is not None:
         # Refuse safely: create nothing, touch nothing that exists, say why.
@@ -320,30 +353,6 @@ async def reconcile_job(
     latest = ours[-1] if ours else None
     runner_name = latest["metadata"]["name"] if latest else old.get("jobRunnerPodName")
     common: dict[str, Any] = {"failed": failures, "jobRunnerPodName": runner_name}
-
-    # -- finished: keep it so; clean up; ttl ------------------------------------------------
-    if old_status in FINISHED and old.get("endTime"):
-        if old_status == "Failed":
-            await _delete_runners(kube, ns, ours, out, "the job failed")
-        await _delete_cluster(kube, ns, cluster, uid, out, f"the job is {old_status}")
-        out.status = {"observedGeneration": generation}
-        await _write_status(kube, job, out.status)
-        ttl = spec.ttl_seconds_after_finished
-        end = _parse(old.get("endTime"))
-        if ttl is not None and end is not None:
-            left = (end + datetime.timedelta(seconds=ttl) - t).total_seconds()
-            if left <= 0:
-                if await kube.delete_custom(KIND, ns, name, uid=uid):
-                    out.events.append(
-                        Event(
-                            "Normal",
-                            "TTLExpired",
-                            f"deleted the job {ttl}s after it finished (ttlSecondsAfterFinished)",
-                        )
-                    )
-            else:
-                out.requeue_after = left
-        return out
 
     # -- suspended: tear down, keep the job ------------------------------------------------
     if spec.suspend:
