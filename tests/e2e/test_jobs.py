@@ -365,3 +365,33 @@ def test_suspend_and_resume(kubectl: Kubectl, namespace: str) -> None:
     _until("running again", _job_status_is(kubectl, ns, "pause", "Running"))
     assert _get(kubectl, ns, "daskcluster", "pause") is not None
     assert {"JobSuspended", "JobResumed"} <= _events(kubectl, ns, "pause")
+
+
+QUICK = "from distributed import Client; print('second', Client().scheduler_info()['id'])"
+
+
+@pytest.mark.usefixtures("needs_node", "controller")
+def test_delete_and_recreate_does_not_collide(kubectl: Kubectl, namespace: str) -> None:
+    """A job deleted while running and applied again at once: the new one waits for the old
+    cluster to go, never adopts the old runner, and runs to the end."""
+    ns = namespace
+    _apply(kubectl, ns, _job_body("again", SLEEP))
+    _until("the first runner running", _job_status_is(kubectl, ns, "again", "Running"))
+    old_uid = _json(kubectl, "get", "daskjob", "-n", ns, "again")["metadata"]["uid"]
+    kubectl("delete", "daskjob", "-n", ns, "again", "--wait=true", "--timeout=60s")
+    _apply(kubectl, ns, _job_body("again", QUICK))  # the old cluster and runner still exist
+    new_uid = _json(kubectl, "get", "daskjob", "-n", ns, "again")["metadata"]["uid"]
+    assert new_uid != old_uid
+    _until("the second job finished", _job_status_is(kubectl, ns, "again", "Successful", "Failed"))
+    status = _status(kubectl, ns, "again")
+    assert status["jobStatus"] == "Successful", status
+    runner = _json(kubectl, "get", "pod", "-n", ns, status["jobRunnerPodName"])
+    assert [o["uid"] for o in runner["metadata"]["ownerReferences"]] == [new_uid]
+    assert "second" in kubectl("logs", "-n", ns, status["jobRunnerPodName"]).stdout
+    _until(
+        "no runner of the first job left",
+        lambda: all(
+            old_uid not in [o["uid"] for o in p["metadata"].get("ownerReferences", [])]
+            for p in _runner_pods(kubectl, ns, "again").values()
+        ),
+    )
