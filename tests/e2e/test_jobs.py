@@ -395,3 +395,30 @@ def test_delete_and_recreate_does_not_collide(kubectl: Kubectl, namespace: str) 
             for p in _runner_pods(kubectl, ns, "again").values()
         ),
     )
+
+
+@pytest.mark.usefixtures("needs_node", "controller")
+def test_crash_looping_runner_is_stopped_by_backoff_limit(kubectl: Kubectl, namespace: str) -> None:
+    """The default restartPolicy OnFailure: the kubelet restarts the runner in place; those
+    restarts count against backoffLimit, so the job fails instead of restarting forever."""
+    ns = namespace
+    _apply(kubectl, ns, _job_body("crashy", FAIL, backoffLimit=1))
+    _until("the job finished", _job_status_is(kubectl, ns, "crashy", "Successful", "Failed"))
+    status = _status(kubectl, ns, "crashy")
+    assert status["jobStatus"] == "Failed", status
+    assert status["failed"] >= 2  # (a pass may see a restart and the next crash at once)
+    failed = _condition(status, "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded"
+    assert "boom: the runner failed on purpose" in failed["message"]
+    _until(
+        "the crash-looping runner and the cluster gone",
+        lambda: (
+            not [
+                p
+                for p in _runner_pods(kubectl, ns, "crashy").values()
+                if not p["metadata"].get("deletionTimestamp")
+            ]
+            and _get(kubectl, ns, "daskcluster", "crashy") is None
+        ),
+        timeout=120,
+    )

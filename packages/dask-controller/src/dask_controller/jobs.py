@@ -3,14 +3,15 @@
 Every pass derives what should exist from the spec, the job's status and the objects that exist
 (found by labels and checked by owner uid, never remembered). In order:
 
-1. Being deleted, or an invalid spec: do nothing (an invalid spec is reported, nothing created).
+1. Being deleted: do nothing (garbage collection removes what the job owns).
 2. Finished (``jobStatus`` Successful/Failed with an ``endTime``): make sure the cluster is gone
    (and, after a failure, any runner still running); delete the job ``ttlSecondsAfterFinished``
-   after ``endTime``.
-3. ``suspend``: tear down the cluster and running runner, keep the job and failed pods.
-4. Deadline (``activeDeadlineSeconds`` from ``startTime``), a Succeeded runner, or more failures
+   after ``endTime``. A finished job never runs again.
+3. An invalid spec: report it (condition SpecValid=False naming the fields), create nothing.
+4. ``suspend``: tear down the cluster and running runner, keep the job and failed pods.
+5. Deadline (``activeDeadlineSeconds`` from ``startTime``), a Succeeded runner, or more failures
    than ``backoffLimit``: write the final status first, then tear down.
-5. Otherwise: create the DaskCluster (after the previous incarnation's is gone), and once its
+6. Otherwise: create the DaskCluster (after the previous incarnation's is gone), and once its
    scheduler is Ready a runner pod when none is active: ``<job>-runner``, then
    ``<job>-runner-1``, ... for retries, so failed attempts are kept with their logs.
 
