@@ -337,3 +337,79 @@ def propagated_metadata(built: Mapping[str, Any]) -> tuple[dict[str, str], dict[
     """Labels and annotations of a built object that must be kept up to date on the live one."""
     meta = built.get("metadata") or {}
     return dict(meta.get("labels") or {}), dict(meta.get("annotations") or {})
+
+
+# -- DaskJob ---------------------------------------------------------------------------------
+
+#: The runner pod's restartPolicy when the DaskJob gives none (as in the reference operator).
+DEFAULT_RUNNER_RESTART_POLICY = "OnFailure"
+
+
+def job_runner_pod_name(job_name: str, attempt: int = 0) -> str:
+    """Name of attempt ``attempt`` of a DaskJob's runner pod: ``<job>-runner``, then
+    ``<job>-runner-1``, ``<job>-runner-2``, ..."""
+    base = naming.job_runner_name(job_name)
+    return base if attempt == 0 else f"{base}-{attempt}"
+
+
+def job_runner_attempt(job_name: str, pod_name: str) -> int | None:
+    """The attempt number of a runner pod name (inverse of :func:`job_runner_pod_name`)."""
+    base = naming.job_runner_name(job_name)
+    if pod_name == base:
+        return 0
+    tail = pod_name[len(base) + 1 :] if pod_name.startswith(f"{base}-") else ""
+    return int(tail) if tail.isdigit() else None
+
+
+def job_runner_selector(job_name: str) -> dict[str, str]:
+    """Labels that select the runner pods of a DaskJob (every attempt)."""
+    return {c.LABEL_JOB: job_name, c.LABEL_COMPONENT: "job-runner"}
+
+
+def build_job_cluster(job: Body) -> Obj:
+    """The DaskCluster of a DaskJob: named like the job, owned by it, labelled
+    ``dask.org/job-name``. The job's labels/annotations, then ``spec.cluster.metadata``, then the
+    job label (``top-level <= subresource <= base``); tooling annotations are dropped."""
+    meta_in = job["metadata"]
+    name, namespace = meta_in["name"], meta_in.get("namespace") or "default"
+    metadata = _metadata(
+        name,
+        namespace,
+        meta_in,
+        _get(job, "spec", "cluster", "metadata"),
+        {c.LABEL_JOB: name},
+        job,
+    )
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": "DaskCluster",
+        "metadata": metadata,
+        "spec": copy.deepcopy(_get(job, "spec", "cluster", "spec") or {}),
+    }
+
+
+def build_job_runner_pod(
+    job: Body,
+    scheduler_addr: str,
+    attempt: int = 0,
+) -> Obj:
+    """Runner pod attempt ``attempt`` of a DaskJob, owned by the job.
+
+    Every container gets ``DASK_SCHEDULER_ADDRESS`` (so a bare ``distributed.Client()``
+    connects); ``restartPolicy`` defaults to ``OnFailure``.
+    """
+    meta_in = job["metadata"]
+    name, namespace = meta_in["name"], meta_in.get("namespace") or "default"
+    metadata = _metadata(
+        job_runner_pod_name(name, attempt),
+        namespace,
+        meta_in,
+        _get(job, "spec", "job", "metadata"),
+        lbl.base_labels(name, "job-runner", job=name),
+        job,
+    )
+    spec = _with_env(
+        _get(job, "spec", "job", "spec") or {}, {c.ENV_SCHEDULER_ADDRESS: scheduler_addr}
+    )
+    spec.setdefault("restartPolicy", DEFAULT_RUNNER_RESTART_POLICY)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}

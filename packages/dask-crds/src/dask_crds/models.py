@@ -253,7 +253,8 @@ class DaskJobSpec(DaskModel):
         alias="backoffLimit",
         description="Runner pods that may fail (restartPolicy Never, evictions) before the job is "
         f"Failed (default {DEFAULT_BACKOFF_LIMIT}, as for a Kubernetes Job). With the runner's "
-        "default restartPolicy OnFailure, the kubelet restarts a failing runner in place.",
+        "default restartPolicy OnFailure, the kubelet restarts a failing runner in place and "
+        "each restart counts against this limit too.",
     )
     active_deadline_seconds: Annotated[StrictInt, Field(ge=1)] | None = Field(
         None,
@@ -287,16 +288,24 @@ class DaskJobStatus(CommonStatus):
         None, alias="clusterName", description="Name of the DaskCluster of this job."
     )
     job_runner_pod_name: StrictStr | None = Field(
-        None, alias="jobRunnerPodName", description="Name of the runner pod."
+        None,
+        alias="jobRunnerPodName",
+        description="Name of the current (or last) runner pod: <job>-runner, then "
+        "<job>-runner-1, ... for retries.",
     )
     start_time: Time | None = Field(
-        None, alias="startTime", description="When the runner started (RFC 3339)."
+        None,
+        alias="startTime",
+        description="When the job started: its DaskCluster was created (RFC 3339); "
+        "activeDeadlineSeconds counts from here.",
     )
     end_time: Time | None = Field(
         None, alias="endTime", description="When the job finished (RFC 3339)."
     )
     failed: NonNegativeInt | None = Field(
-        None, description="Number of runner attempts that failed."
+        None,
+        description="Failed runs of the runner: failed runner pods plus container restarts "
+        "(what backoffLimit is compared with).",
     )
 
 
