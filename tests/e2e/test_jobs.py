@@ -8,56 +8,44 @@ namespace per test. Every wait is a poll against a deadline, never a bare sleep.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from e2e_support import (
+    MANIFESTS,
+    ControllerProcess,
+    fresh_namespace,
+    get_json,
+    install_crds,
+    ready_node,
+    until,
+)
 
 if TYPE_CHECKING:
     from ci.localk8s.pytest_plugin import Kubectl
 
 #: Pods really start here (images pulled, scheduler readiness probe): waits are generous.
 WAIT = 300.0
-ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = ROOT / "packages" / "dask-controller" / "tests" / "manifests"
 
 pytest.importorskip("dask_controller", reason="dask-controller is not installed")
 pytestmark = pytest.mark.timeout(900)
 
-_running: dict[str, Any] = {}
-
-
-def _controller_log() -> str:
-    log = _running.get("log")
-    if not isinstance(log, Path) or not log.exists():
-        return ""
-    return "\ncontroller log (tail):\n" + log.read_text()[-4000:]
+#: The controller of the running test, for failure messages and early failure when it exits.
+_running: dict[str, ControllerProcess] = {}
 
 
 def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        proc = _running.get("proc")
-        if isinstance(proc, subprocess.Popen) and proc.poll() is not None:
-            pytest.fail(
-                f"the controller exited ({proc.returncode}) before {what}{_controller_log()}"
-            )
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{_controller_log()}")
-        time.sleep(0.5)  # poll interval of a deadline loop
+    ctl = _running.get("controller")
+    until(
+        what, check, timeout, interval=0.5,
+        context=ctl.tail if ctl else None, abort=ctl.exited if ctl else None,
+    )  # fmt: skip
 
 
-def _json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(kubectl(*args, "-o", "json").stdout)
-    return data
+_json = get_json
 
 
 def _get(kubectl: Kubectl, ns: str, *what: str) -> dict[str, Any] | None:
@@ -69,40 +57,15 @@ def _get(kubectl: Kubectl, ns: str, *what: str) -> dict[str, Any] | None:
     return data
 
 
-def _crd_manifests() -> str:
-    from dask_crds import crd
-
-    return "\n---\n".join(crd.render_all().values())
-
-
 @pytest.fixture(scope="module")
 def crds(kubectl: Kubectl) -> None:
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=_crd_manifests())
-    for plural in ("daskclusters", "daskworkergroups", "daskjobs"):
-        kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.kubernetes.dask.org",
-            "--timeout=60s",
-        )  # fmt: skip
+    install_crds(kubectl)
 
 
 @pytest.fixture
 def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    base = request.node.name.lower().replace("_", "-")[:30].strip("-")
-    name = f"e2e-job-{base}-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    _release(kubectl, name)  # (again: the controller may have died)
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
-
-
-def _release(kubectl: Kubectl, ns: str) -> None:
-    """Delete the test's Dask objects while the controller still runs (kopf removes its
-    finalizers then); strip any finalizer left, so the namespace can really go."""
-    kinds = "daskjobs,daskclusters,daskworkergroups"
-    kubectl("delete", kinds, "--all", "-n", ns, "--timeout=60s", check=False)
-    for obj in kubectl("get", kinds, "-n", ns, "-o", "name", check=False).stdout.split():
-        patch = '{"metadata":{"finalizers":null}}'
-        kubectl("patch", obj, "-n", ns, "--type=merge", "-p", patch, check=False)
+    with fresh_namespace(kubectl, "e2e-job", request.node.name) as name:
+        yield name
 
 
 @pytest.fixture
@@ -110,36 +73,27 @@ def controller(
     kubectl: Kubectl, k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path
 ) -> Iterator[Path]:
     """`dask-controller run --namespace NS` as a subprocess; yields its log file."""
-    log = tmp_path / "controller.log"
-    env = {**os.environ, "KUBECONFIG": str(k8s_kubeconfig), "PYTHONUNBUFFERED": "1"}
-    with log.open("a") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dask_controller.cli", "run", "--namespace", namespace,
-             "--kubeconfig", str(k8s_kubeconfig), "--verbose"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    _running.update(proc=proc, log=log)
+    ctl = ControllerProcess(k8s_kubeconfig, namespace, tmp_path / "controller.log")
+    ctl.start("--verbose")
+    _running["controller"] = ctl
     try:
-        yield log
+        yield ctl.log
     finally:
         _running.clear()
-        if proc.poll() is None:
-            _release(kubectl, namespace)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # Delete the test's Dask objects while the controller still runs (kopf removes its
+        # finalizers then); the namespace fixture strips whatever is left.
+        if ctl.exited() is None:
+            kubectl(
+                "delete", "daskjobs,daskclusters,daskworkergroups", "--all", "-n", namespace,
+                "--timeout=60s", check=False,
+            )  # fmt: skip
+        ctl.stop()
 
 
 @pytest.fixture
 def needs_node(kubectl: Kubectl) -> None:
-    for node in _json(kubectl, "get", "nodes")["items"]:
-        for cond in node.get("status", {}).get("conditions", []):
-            if cond.get("type") == "Ready" and cond.get("status") == "True":
-                return
-    pytest.skip("needs a Ready node (kubelet) so that pods really run; none is Ready")
+    if not ready_node(kubectl):
+        pytest.skip("needs a Ready node (kubelet) so that pods really run; none is Ready")
 
 
 def _reference() -> dict[str, Any]:
