@@ -26,15 +26,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pydantic
-
 from dask_controller import builders as b
 from dask_controller import decisions as d
 from dask_controller.k8s import KubeApi, Obj
-from dask_controller.reconcile import Event, Outcome, SchedulerFactory, _write_status
+from dask_controller.reconcile import (
+    Event,
+    Outcome,
+    SchedulerFactory,
+    validate_spec,
+    write_status,
+)
 from dask_controller.scheduler import SchedulerClient, SchedulerUnavailable
 from dask_controller.settings import Settings
-from dask_crds import constants as c
 from dask_crds import models, naming
 
 logger = logging.getLogger(__name__)
@@ -181,18 +184,10 @@ def _default_scheduler(addr: str, url: str | None, timeout: float) -> SchedulerC
 
 
 def _validate(autoscaler: Mapping[str, Any]) -> tuple[models.DaskAutoscalerSpec | None, str]:
-    meta = autoscaler.get("metadata") or {}
-    envelope = {
-        "apiVersion": autoscaler.get("apiVersion", c.API_VERSION),
-        "kind": "DaskAutoscaler",
-        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
-        "spec": autoscaler.get("spec"),
-    }
-    try:
-        return models.DaskAutoscaler.model_validate(envelope).spec, ""
-    except pydantic.ValidationError as exc:
-        errors = exc.errors()
-        return None, "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in errors)
+    invalid = validate_spec("DaskAutoscaler", autoscaler)
+    if invalid:
+        return None, invalid
+    return models.DaskAutoscalerSpec.model_validate(autoscaler["spec"]), ""
 
 
 async def reconcile_autoscaler(
@@ -236,7 +231,7 @@ async def reconcile_autoscaler(
                 out.events.append(Event("Warning", cond.reason, cond.message))
         status["conditions"] = d.merge_conditions(old.get("conditions"), conds, now_iso, generation)
         out.status = status
-        await _write_status(kube, "DaskAutoscaler", autoscaler, status)
+        await write_status(kube, "DaskAutoscaler", autoscaler, status)
         return out
 
     spec, invalid = _validate(autoscaler)

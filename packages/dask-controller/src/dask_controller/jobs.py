@@ -25,12 +25,10 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pydantic
-
 from dask_controller import builders as b
 from dask_controller import decisions as d
 from dask_controller.k8s import KubeApi, Obj
-from dask_controller.reconcile import Event, Outcome
+from dask_controller.reconcile import Event, Outcome, validate_spec
 from dask_controller.settings import Settings
 from dask_crds import constants as c
 from dask_crds import models, naming
@@ -69,27 +67,8 @@ def validate_job(job: Mapping[str, Any]) -> tuple[str, str] | None:
     problems = models.check_name("DaskJob", str(meta.get("name") or ""))
     if problems:
         return "InvalidName", "; ".join(problems)
-    envelope = {
-        "apiVersion": job.get("apiVersion", c.API_VERSION),
-        "kind": KIND,
-        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
-        "spec": job.get("spec"),
-    }
-    try:
-        models.DaskJob.model_validate(envelope)
-    except pydantic.ValidationError as exc:
-        errors = exc.errors()
-        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in errors[:5]]
-        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        return "InvalidSpec", "; ".join(parts) + more
-    policy = (((job.get("spec") or {}).get("job") or {}).get("spec") or {}).get("restartPolicy")
-    if policy == "Always":
-        return (
-            "InvalidSpec",
-            "spec.job.spec.restartPolicy: Always would never let the runner finish; "
-            "use OnFailure (the default) or Never",
-        )
-    return None
+    invalid = validate_spec(KIND, job)
+    return ("InvalidSpec", invalid) if invalid else None
 
 
 def _owner_uids(obj: Mapping[str, Any], kind: str | None = None) -> list[str]:
@@ -151,7 +130,7 @@ def _conditions(
     ]
 
 
-async def _write_status(kube: KubeApi, job: Obj, status: dict[str, Any]) -> None:
+async def write_status(kube: KubeApi, job: Obj, status: dict[str, Any]) -> None:
     """Patch the status subresource, unless it already says exactly this."""
     old = job.get("status") or {}
     if all(old.get(k) == v for k, v in status.items()):
@@ -305,7 +284,7 @@ async def reconcile_job(
             await _delete_runners(kube, ns, ours, out, "the job failed")
         await _delete_cluster(kube, ns, cluster, uid, out, f"the job is {old_status}")
         out.status = {"observedGeneration": generation}
-        await _write_status(kube, job, out.status)
+        await write_status(kube, job, out.status)
         # Read from the raw spec: a finished job whose spec was since edited into an invalid
         # one stays finished (and is still cleaned up).
         raw_ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
@@ -334,7 +313,7 @@ async def reconcile_job(
         cluster_cond = d.Condition("ClusterReady", "False", reason, "nothing created")
         out.status = status("Failed", _conditions(spec=spec_cond, cluster=cluster_cond))
         out.events.append(Event("Warning", reason, message))
-        await _write_status(kube, job, out.status)
+        await write_status(kube, job, out.status)
         return out
 
     spec = models.DaskJobSpec.model_validate(job["spec"])
@@ -364,7 +343,7 @@ async def reconcile_job(
             "Suspended", _conditions(cluster=cond, suspended=True), startTime=None, **common
         )
         _transition(out, old_status, "Suspended", "cluster and runner torn down")
-        await _write_status(kube, job, out.status)
+        await write_status(kube, job, out.status)
         return out
 
     # -- finishing: deadline, success, too many failures ----------------------------------
@@ -411,7 +390,7 @@ async def reconcile_job(
         _transition(out, old_status, job_status, (failed or complete).message)
         # The final status first: if the pass stops half-way, the next one finishes the job
         # from it instead of starting a new attempt.
-        await _write_status(kube, job, out.status)
+        await write_status(kube, job, out.status)
         if job_status == "Failed":
             await _delete_runners(kube, ns, ours, out, (failed or complete).reason)
         await _delete_cluster(kube, ns, cluster, uid, out, f"the job is {job_status}")
@@ -443,7 +422,7 @@ async def reconcile_job(
             requeue.append(10.0)
         out.status = status("JobCreated", _conditions(cluster=cluster_cond), **common)
         _transition(out, old_status, "JobCreated", cluster_cond.message)
-        await _write_status(kube, job, out.status)
+        await write_status(kube, job, out.status)
         out.requeue_after = min(requeue)
         return out
 
@@ -465,7 +444,7 @@ async def reconcile_job(
             )  # fmt: skip
             out.status = status("JobCreated", _conditions(cluster=cluster_cond), **common)
             _transition(out, old_status, "JobCreated", cluster_cond.message)
-            await _write_status(kube, job, out.status)
+            await write_status(kube, job, out.status)
             out.requeue_after = 2.0
             return out
         body = b.build_job_cluster(job)
@@ -531,6 +510,6 @@ async def reconcile_job(
         requeue.append(
             max(0.5, (start_dt + datetime.timedelta(seconds=deadline) - t).total_seconds())
         )
-    await _write_status(kube, job, out.status)
+    await write_status(kube, job, out.status)
     out.requeue_after = min(requeue) if requeue else None
     return out

@@ -81,7 +81,7 @@ def _meta_drift(
     return (labels, ann) if labels or ann else None
 
 
-async def _write_status(kube: KubeApi, kind: str, obj: Obj, status: dict[str, Any]) -> None:
+async def write_status(kube: KubeApi, kind: str, obj: Obj, status: dict[str, Any]) -> None:
     """Patch the status subresource, unless it already says exactly this (no write, no event)."""
     old = obj.get("status") or {}
     if all(old.get(k) == v for k, v in status.items()):
@@ -93,6 +93,8 @@ async def _write_status(kube: KubeApi, kind: str, obj: Obj, status: dict[str, An
 _MODELS: dict[str, type[models.DaskResource]] = {
     "DaskCluster": models.DaskCluster,
     "DaskWorkerGroup": models.DaskWorkerGroup,
+    "DaskJob": models.DaskJob,
+    "DaskAutoscaler": models.DaskAutoscaler,
 }
 
 
@@ -147,7 +149,7 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
             "conditions": d.merge_conditions(old_conditions, [cond], now, generation),
         }
         out.events.append(Event("Warning", cond.reason, cond.message))
-        await _write_status(kube, "DaskCluster", cluster, out.status)
+        await write_status(kube, "DaskCluster", cluster, out.status)
         return out
 
     # Service first: its comm port goes into the pods' DASK_SCHEDULER_ADDRESS.
@@ -305,7 +307,7 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
         if idle_decision.action == "warn":
             out.events.append(Event("Warning", "IdleTimeout", idle_decision.condition.message))
             out.requeue_after = 1.0
-    await _write_status(kube, "DaskCluster", cluster, out.status)
+    await write_status(kube, "DaskCluster", cluster, out.status)
     deleting = idle_decision is not None and idle_decision.action == "delete"
     if deleting and await kube.delete_custom("DaskCluster", ns, name, uid=meta.get("uid")):
         out.events.append(
@@ -348,7 +350,7 @@ async def reconcile_worker_group(
             "conditions": d.merge_conditions(old_status.get("conditions"), [cond], now, generation),
         }
         out.events.append(Event("Warning", cond.reason, cond.message))
-        await _write_status(kube, "DaskWorkerGroup", group, out.status)
+        await write_status(kube, "DaskWorkerGroup", group, out.status)
         return out
 
     cluster = await kube.get_custom("DaskCluster", ns, cluster_name) if cluster_name else None
@@ -363,7 +365,7 @@ async def reconcile_worker_group(
         }
         out.events.append(Event("Warning", "ClusterNotFound", message))
         out.requeue_after = 10.0
-        await _write_status(kube, "DaskWorkerGroup", group, out.status)
+        await write_status(kube, "DaskWorkerGroup", group, out.status)
         return out
 
     # A user-made group joins the cluster's lifetime: the cluster becomes its owner.
@@ -479,7 +481,7 @@ async def reconcile_worker_group(
     }
     if ready != desired:
         out.requeue_after = out.requeue_after or 5.0
-    await _write_status(kube, "DaskWorkerGroup", group, out.status)
+    await write_status(kube, "DaskWorkerGroup", group, out.status)
     return out
 
 

@@ -87,7 +87,8 @@ _CEL: Final[dict[c.Kind, list[dict[str, str]]]] = {
     ],
 }
 
-_K8S_NAMES: Final = frozenset(k8s.__all__)
+#: Embedded Kubernetes types (and our narrowed PodSpec), whose deep descriptions are dropped.
+_K8S_NAMES: Final = frozenset(k8s.__all__) | {"RunnerPodSpec"}
 _DROP: Final = {"title", "default", "additionalProperties"}
 _DNS_LABEL_PATTERN: Final = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 

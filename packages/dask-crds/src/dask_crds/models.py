@@ -225,10 +225,24 @@ class DaskWorkerGroupStatus(ReplicaStatus):
 # --------------------------------------------------------------------------- DaskJob
 
 
+class RunnerPodSpec(PodSpec):
+    """A PodSpec for a pod that runs to completion."""
+
+    restart_policy: Literal["OnFailure", "Never"] | None = Field(
+        None,
+        alias="restartPolicy",
+        description="OnFailure (the default: the kubelet restarts a failing runner in place) or "
+        "Never (each retry is a new pod). Always is not allowed: the runner would never finish.",
+    )
+
+
 class JobRunnerSpec(DaskModel):
     """The runner Pod `<job>-runner` that executes the job against the cluster."""
 
-    spec: PodSpec = Field(description="PodSpec of the runner pod (a standard Kubernetes PodSpec).")
+    spec: RunnerPodSpec = Field(
+        description="PodSpec of the runner pod (a standard Kubernetes PodSpec; restartPolicy "
+        "OnFailure or Never)."
+    )
     metadata: EmbeddedMetadata | None = Field(
         None, description="Labels and annotations for the runner pod, merged over the job's."
     )
