@@ -121,6 +121,22 @@ def fresh_namespace(kubectl: Kubectl, prefix: str, test_name: str = "") -> Itera
         release_finalizers(kubectl, name)
 
 
+#: The controller the running test started, so that waits fail early, with its log, if it dies.
+RUNNING: dict[str, ControllerProcess] = {}
+
+
+def until_controlled(
+    what: str, check: Callable[[], bool], timeout: float = WAIT, *, interval: float = 0.25
+) -> None:
+    """:func:`until`, failing at once (with the controller's log) if the test's controller
+    exits, and showing that log on a timeout."""
+    ctl = RUNNING.get("controller")
+    until(
+        what, check, timeout, interval=interval,
+        context=ctl.tail if ctl else None, abort=ctl.exited if ctl else None,
+    )  # fmt: skip
+
+
 class ControllerProcess:
     """``dask-controller run --namespace NS`` as a subprocess, restartable, logging to a file."""
 
@@ -142,6 +158,7 @@ class ControllerProcess:
                  self.namespace, "--kubeconfig", str(self.kubeconfig), *args],
                 stdout=out, stderr=subprocess.STDOUT, env=full_env,
             )  # fmt: skip
+        RUNNING["controller"] = self
 
     def exited(self) -> str | None:
         """Why the started process is gone (``None`` while it runs or when it was stopped)."""

@@ -25,12 +25,11 @@ import pytest
 import yaml
 from e2e_support import (
     MANIFESTS,
+    RUNNING,
     ControllerProcess,
-    fresh_namespace,
     get_json,
-    install_crds,
     ready_node,
-    until,
+    until_controlled,
 )
 
 pytest.importorskip("dask_controller", reason="dask-controller is not installed")
@@ -57,16 +56,9 @@ pytestmark = [
     ),
 ]
 
-#: The controller of the running test, for failure messages and early failure when it exits.
-_running: dict[str, ControllerProcess] = {}
-
 
 def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    ctl = _running.get("controller")
-    until(
-        what, check, timeout, interval=0.5,
-        context=ctl.tail if ctl else None, abort=ctl.exited if ctl else None,
-    )  # fmt: skip
+    until_controlled(what, check, timeout, interval=0.5)
 
 
 _json = get_json
@@ -75,17 +67,6 @@ _json = get_json
 def _manifest(name: str) -> dict[str, Any]:
     obj: dict[str, Any] = yaml.safe_load((MANIFESTS / name).read_text())
     return obj
-
-
-@pytest.fixture(scope="module")
-def crds(kubectl: Kubectl) -> None:
-    install_crds(kubectl)
-
-
-@pytest.fixture
-def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    with fresh_namespace(kubectl, "e2e-as", request.node.name) as name:
-        yield name
 
 
 @pytest.fixture
@@ -105,11 +86,10 @@ def controller(
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     ctl = ControllerProcess(k8s_kubeconfig, namespace, tmp_path / "controller.log")
     ctl.start("--verbose", DASK_OPERATOR_SCHEDULER_POLL_INTERVAL="2")
-    _running["controller"] = ctl
     try:
         yield ctl.log
     finally:
-        _running.clear()
+        RUNNING.clear()
         # Delete the Dask objects while the controller still runs, so it releases their kopf
         # finalizers and the namespace can go.
         kubectl(

@@ -22,13 +22,12 @@ import pytest
 import yaml
 from e2e_support import (
     MANIFESTS,
+    RUNNING,
     ControllerProcess,
     exists,
-    fresh_namespace,
     get_json,
-    install_crds,
     ready_node,
-    until,
+    until_controlled,
 )
 
 if TYPE_CHECKING:
@@ -38,31 +37,13 @@ WAIT = 90.0
 
 pytest.importorskip("dask_controller", reason="dask-controller is not installed")
 
-#: The controller of the running test, for failure messages and early failure when it exits.
-_running: dict[str, ControllerProcess] = {}
-
 
 def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    ctl = _running.get("controller")
-    until(
-        what, check, timeout,
-        context=ctl.tail if ctl else None, abort=ctl.exited if ctl else None,
-    )  # fmt: skip
+    until_controlled(what, check, timeout)
 
 
 _json = get_json
 _ready_node = ready_node
-
-
-@pytest.fixture(scope="module")
-def crds(kubectl: Kubectl) -> None:
-    install_crds(kubectl)
-
-
-@pytest.fixture
-def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    with fresh_namespace(kubectl, "e2e-ctl", request.node.name) as name:
-        yield name
 
 
 class Controller(ControllerProcess):
@@ -77,12 +58,11 @@ def controller_proc(
     k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path
 ) -> Iterator[Controller]:
     ctl = Controller(k8s_kubeconfig, namespace, tmp_path / "controller.log")
-    _running["controller"] = ctl
     try:
         yield ctl
     finally:
         ctl.stop()
-        _running.clear()
+        RUNNING.clear()
 
 
 @pytest.fixture

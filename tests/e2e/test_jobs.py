@@ -16,12 +16,11 @@ import pytest
 import yaml
 from e2e_support import (
     MANIFESTS,
+    RUNNING,
     ControllerProcess,
-    fresh_namespace,
     get_json,
-    install_crds,
     ready_node,
-    until,
+    until_controlled,
 )
 
 if TYPE_CHECKING:
@@ -33,16 +32,9 @@ WAIT = 300.0
 pytest.importorskip("dask_controller", reason="dask-controller is not installed")
 pytestmark = pytest.mark.timeout(900)
 
-#: The controller of the running test, for failure messages and early failure when it exits.
-_running: dict[str, ControllerProcess] = {}
-
 
 def _until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    ctl = _running.get("controller")
-    until(
-        what, check, timeout, interval=0.5,
-        context=ctl.tail if ctl else None, abort=ctl.exited if ctl else None,
-    )  # fmt: skip
+    until_controlled(what, check, timeout, interval=0.5)
 
 
 _json = get_json
@@ -57,17 +49,6 @@ def _get(kubectl: Kubectl, ns: str, *what: str) -> dict[str, Any] | None:
     return data
 
 
-@pytest.fixture(scope="module")
-def crds(kubectl: Kubectl) -> None:
-    install_crds(kubectl)
-
-
-@pytest.fixture
-def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    with fresh_namespace(kubectl, "e2e-job", request.node.name) as name:
-        yield name
-
-
 @pytest.fixture
 def controller(
     kubectl: Kubectl, k8s_kubeconfig: Path, crds: None, namespace: str, tmp_path: Path
@@ -75,11 +56,10 @@ def controller(
     """`dask-controller run --namespace NS` as a subprocess; yields its log file."""
     ctl = ControllerProcess(k8s_kubeconfig, namespace, tmp_path / "controller.log")
     ctl.start("--verbose")
-    _running["controller"] = ctl
     try:
         yield ctl.log
     finally:
-        _running.clear()
+        RUNNING.clear()
         # Delete the test's Dask objects while the controller still runs (kopf removes its
         # finalizers then); the namespace fixture strips whatever is left.
         if ctl.exited() is None:

@@ -32,9 +32,7 @@ pytest.importorskip("dask_kubecluster", reason="dask-kubecluster is not installe
 from distributed import Client
 from e2e_support import (
     ControllerProcess,
-    fresh_namespace,
     get_json,
-    install_crds,
     ready_node,
     until,
 )
@@ -85,22 +83,11 @@ def _controller_can_run() -> bool:
     return result.returncode == 0
 
 
-@pytest.fixture(scope="module")
-def crds(kubectl: Kubectl) -> None:
-    install_crds(kubectl)
-
-
 @pytest.fixture
 def kubeconfig_env(k8s_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KUBECONFIG", str(k8s_kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     return k8s_kubeconfig
-
-
-@pytest.fixture
-def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    with fresh_namespace(kubectl, "e2e-kc", request.node.name) as name:
-        yield name
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ installing anything into the test environment.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from e2e_support import ControllerProcess, exists, fresh_namespace, install_crds, until
+from e2e_support import ControllerProcess, exists, install_crds, until
 
 if TYPE_CHECKING:
     from ci.localk8s.pytest_plugin import Kubectl
@@ -47,12 +46,6 @@ def _write_plugins(where: Path) -> None:
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
         (info / "entry_points.txt").write_text(f"[dask_operator_plugin]\n{entry}\n")
-
-
-@pytest.fixture
-def namespace(kubectl: Kubectl) -> Iterator[str]:
-    with fresh_namespace(kubectl, "e2e-plugins") as name:
-        yield name
 
 
 def test_plugin_handler_runs_and_a_broken_plugin_is_skipped(
