@@ -226,6 +226,7 @@ def test_image_tag_and_settings(render: Render) -> None:
         "workerAllocation.size=3",
         "workerAllocation.delay=0.5",
         "clusterDomain=corp.internal",
+        "schedulerPollInterval=2.5",
     )
     c = container(docs)
     assert c["image"].endswith(":dev")
@@ -233,6 +234,7 @@ def test_image_tag_and_settings(render: Render) -> None:
     assert env["DASK_OPERATOR_WORKER_ALLOCATION_SIZE"] == "3"
     assert env["DASK_OPERATOR_WORKER_ALLOCATION_DELAY"] == "0.5"
     assert env["DASK_OPERATOR_CLUSTER_DOMAIN"] == "corp.internal"
+    assert env["DASK_OPERATOR_SCHEDULER_POLL_INTERVAL"] == "2.5"
 
 
 def test_every_pod_value_is_rendered(render: Render) -> None:
