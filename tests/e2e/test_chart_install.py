@@ -33,6 +33,8 @@ CRDS = [
     "daskjobs.kubernetes.dask.org",
     "daskautoscalers.kubernetes.dask.org",
 ]
+#: kopf's peering CRDs, installed with peering.enabled and kept on uninstall like ours.
+KOPF_CRDS = ["kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"]
 WAIT = 240.0
 
 Helm = Callable[..., subprocess.CompletedProcess[str]]
@@ -68,7 +70,7 @@ def helm(k8s_kubeconfig: Path) -> Helm:
 
 def _adopt_existing_crds(kubectl: Kubectl, release: str, namespace: str) -> None:
     """Let the release take over CRDs another test applied (Helm's documented adoption)."""
-    for crd in CRDS:
+    for crd in [*CRDS, *KOPF_CRDS]:
         if kubectl("get", "crd", crd, check=False).returncode != 0:
             continue
         kubectl(
