@@ -23,6 +23,10 @@ COREDNS_HEALTH_PORT = 10254
 COREDNS_READY_PORT = 10253
 
 
+#: Cluster and context name in the node components' kubeconfigs.
+KUBECONFIG_CONTEXT = "dask-k8s"
+
+
 def _identity(
     cfg: NodeConfig, cluster: ClusterInfo, name: str, cn: str, orgs: tuple[str, ...]
 ) -> Path:
@@ -33,7 +37,7 @@ def _identity(
     )  # fmt: skip
     kubeconfig = cfg.conf_dir / f"{name}.kubeconfig"
     write_kubeconfig(
-        kubeconfig, cluster="dask-k8s", server=cluster.server, ca_file=cluster.ca_cert,
+        kubeconfig, cluster=KUBECONFIG_CONTEXT, server=cluster.server, ca_file=cluster.ca_cert,
         user=cn, cert_file=cert, key_file=key,
     )  # fmt: skip
     return kubeconfig
@@ -218,7 +222,7 @@ def corefile(cfg: NodeConfig, kubeconfig: Path) -> str:
     health 127.0.0.1:{COREDNS_HEALTH_PORT}
     ready 127.0.0.1:{COREDNS_READY_PORT}
     kubernetes {dom} in-addr.arpa ip6.arpa {{
-        kubeconfig {kubeconfig} default
+        kubeconfig {kubeconfig} {KUBECONFIG_CONTEXT}
         pods insecure
         ttl 5
     }}
