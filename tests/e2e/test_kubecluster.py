@@ -245,7 +245,7 @@ async def test_lifecycle_on_the_real_api_with_a_local_scheduler(
             await cluster.adapt(minimum=1, maximum=3)
             scaler = _json(kubectl, "get", "daskautoscaler", "life", "-n", namespace)
             assert scaler["spec"] == {"cluster": "life", "minimum": 1, "maximum": 3}
-            await cluster.scale(1)
+            await cluster.scale(1)  # returns once the operator has finalized it
             gone = kubectl("get", "daskautoscaler", "life", "-n", namespace, check=False)
             assert "NotFound" in gone.stderr
 

@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between two looks at the API while waiting for the scheduler.
 POLL_INTERVAL = 1.0
+#: Seconds ``scale()`` waits for a deleted DaskAutoscaler to be gone before setting replicas.
+AUTOSCALER_GONE_TIMEOUT = 30.0
 
 
 def _delete_cluster_now(name: str, namespace: str, config_file: str | None) -> None:
@@ -431,6 +433,18 @@ class KubeCluster(Cluster):
         if group == naming.default_worker_group_name(self.name):
             if await kube.delete_autoscaler(self.name):
                 self._log(f"adaptive scaling turned off (DaskAutoscaler {self.name} deleted)")
+                # The operator finalizes it; until it is gone a pass already under way could
+                # still write the replicas set below.
+                deadline = time.monotonic() + AUTOSCALER_GONE_TIMEOUT
+                while await kube.get_autoscaler(self.name) is not None:
+                    if time.monotonic() > deadline:
+                        logger.warning(
+                            "DaskAutoscaler %s still exists %.0fs after its deletion (is the "
+                            "operator running?); scaling anyway",
+                            self.name, AUTOSCALER_GONE_TIMEOUT,
+                        )  # fmt: skip
+                        break
+                    await asyncio.sleep(0.2)  # poll interval of a deadline loop
             self._adapt_range = None
             # The DaskCluster's worker.replicas is the source of the default group.
             await kube.patch_cluster(self.name, {"spec": {"worker": {"replicas": n}}})
