@@ -28,7 +28,7 @@ from typing import Any
 from dask_controller import builders as b
 from dask_controller import decisions as d
 from dask_controller.k8s import KubeApi, Obj
-from dask_controller.reconcile import Event, Outcome, validate_spec
+from dask_controller.reconcile import Event, Outcome, validate_spec, write_status
 from dask_controller.settings import Settings
 from dask_crds import constants as c
 from dask_crds import models, naming
@@ -128,15 +128,6 @@ def _conditions(
         complete or d.Condition("Complete", "False", "NotComplete"),
         failed or d.Condition("Failed", "False", "NotFailed"),
     ]
-
-
-async def write_status(kube: KubeApi, job: Obj, status: dict[str, Any]) -> None:
-    """Patch the status subresource, unless it already says exactly this."""
-    old = job.get("status") or {}
-    if all(old.get(k) == v for k, v in status.items()):
-        return
-    meta = job["metadata"]
-    await kube.patch_custom_status(KIND, meta["namespace"], meta["name"], status)
 
 
 _TRANSITION_EVENTS: dict[str, tuple[str, str]] = {
@@ -284,7 +275,7 @@ async def reconcile_job(
             await _delete_runners(kube, ns, ours, out, "the job failed")
         await _delete_cluster(kube, ns, cluster, uid, out, f"the job is {old_status}")
         out.status = {"observedGeneration": generation}
-        await write_status(kube, job, out.status)
+        await write_status(kube, KIND, job, out.status)
         # Read from the raw spec: a finished job whose spec was since edited into an invalid
         # one stays finished (and is still cleaned up).
         raw_ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
@@ -313,7 +304,7 @@ async def reconcile_job(
         cluster_cond = d.Condition("ClusterReady", "False", reason, "nothing created")
         out.status = status("Failed", _conditions(spec=spec_cond, cluster=cluster_cond))
         out.events.append(Event("Warning", reason, message))
-        await write_status(kube, job, out.status)
+        await write_status(kube, KIND, job, out.status)
         return out
 
     spec = models.DaskJobSpec.model_validate(job["spec"])
@@ -343,7 +334,7 @@ async def reconcile_job(
             "Suspended", _conditions(cluster=cond, suspended=True), startTime=None, **common
         )
         _transition(out, old_status, "Suspended", "cluster and runner torn down")
-        await write_status(kube, job, out.status)
+        await write_status(kube, KIND, job, out.status)
         return out
 
     # -- finishing: deadline, success, too many failures ----------------------------------
@@ -390,7 +381,7 @@ async def reconcile_job(
         _transition(out, old_status, job_status, (failed or complete).message)
         # The final status first: if the pass stops half-way, the next one finishes the job
         # from it instead of starting a new attempt.
-        await write_status(kube, job, out.status)
+        await write_status(kube, KIND, job, out.status)
         if job_status == "Failed":
             await _delete_runners(kube, ns, ours, out, (failed or complete).reason)
         await _delete_cluster(kube, ns, cluster, uid, out, f"the job is {job_status}")
@@ -422,7 +413,7 @@ async def reconcile_job(
             requeue.append(10.0)
         out.status = status("JobCreated", _conditions(cluster=cluster_cond), **common)
         _transition(out, old_status, "JobCreated", cluster_cond.message)
-        await write_status(kube, job, out.status)
+        await write_status(kube, KIND, job, out.status)
         out.requeue_after = min(requeue)
         return out
 
@@ -444,7 +435,7 @@ async def reconcile_job(
             )  # fmt: skip
             out.status = status("JobCreated", _conditions(cluster=cluster_cond), **common)
             _transition(out, old_status, "JobCreated", cluster_cond.message)
-            await write_status(kube, job, out.status)
+            await write_status(kube, KIND, job, out.status)
             out.requeue_after = 2.0
             return out
         body = b.build_job_cluster(job)
@@ -510,6 +501,6 @@ async def reconcile_job(
         requeue.append(
             max(0.5, (start_dt + datetime.timedelta(seconds=deadline) - t).total_seconds())
         )
-    await write_status(kube, job, out.status)
+    await write_status(kube, KIND, job, out.status)
     out.requeue_after = min(requeue) if requeue else None
     return out
