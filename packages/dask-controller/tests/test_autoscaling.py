@@ -14,8 +14,9 @@ from fake_kube import FakeKube
 
 from dask_controller import autoscaling as a
 from dask_controller import decisions as d
+from dask_controller import demand as dm
 from dask_controller import reconcile as r
-from dask_controller.scheduler import SchedulerClient, SchedulerUnavailable
+from dask_controller.scheduler import DemandUnavailable, SchedulerClient, SchedulerUnavailable
 from dask_controller.settings import Settings
 
 MANIFESTS = Path(__file__).parent / "manifests"
@@ -135,16 +136,25 @@ def test_starting_workers_ignores_ready_terminating_and_failing_pods() -> None:
 
 
 class FakeScheduler(SchedulerClient):
-    """Answers adaptive_target with a settable number, or fails like an unreachable one."""
+    """Answers adaptive_target with a settable number, or fails like an unreachable one;
+    answers demand with a settable snapshot, or like a scheduler without the preload."""
 
     target: int | None = 1
+    snapshot: dm.Snapshot | None = None
     calls = 0
+    demand_calls = 0
 
     async def adaptive_target(self) -> int:
         FakeScheduler.calls += 1
         if FakeScheduler.target is None:
             raise SchedulerUnavailable("adaptive_target: connection refused")
         return FakeScheduler.target
+
+    async def demand(self) -> dm.Snapshot:
+        FakeScheduler.demand_calls += 1
+        if FakeScheduler.snapshot is None:
+            raise DemandUnavailable("demand: GET /dask-operator/v1/demand: HTTP 404")
+        return FakeScheduler.snapshot
 
 
 def _fake(addr: str, url: str | None, timeout: float) -> SchedulerClient:
@@ -176,8 +186,10 @@ def _manifest(name: str) -> dict[str, Any]:
 def _fresh() -> Iterator[None]:
     a._last_poll.clear()
     FakeScheduler.target, FakeScheduler.calls = 1, 0
+    FakeScheduler.snapshot, FakeScheduler.demand_calls = None, 0
     yield
     a._last_poll.clear()
+    a._without_preload.clear()
 
 
 @pytest.fixture
@@ -433,3 +445,90 @@ async def test_new_autoscaler_waits_the_window_before_its_first_scale_down(
     clock.advance(61)
     await _pass(kube, clock)
     assert _replicas(kube) == 1
+
+
+# -- per-group demand ------------------------------------------------------------------------
+
+MEMORY_TASKS = dm.Work((("MEMORY", 32e9),), 5, 50.0)
+
+
+async def _with_highmem(kube: FakeKube) -> None:
+    """The reference highmem group (``--resources MEMORY=32e9``) with its own autoscaler."""
+    kube.add("DaskWorkerGroup", _manifest("simple-highmem.yaml"))
+    body = _manifest("autoscaler.yaml")
+    body["metadata"]["name"] = "highmem"
+    body["spec"].update(workerGroup="simple-highmem", minimum=0, maximum=3)
+    kube.add("DaskAutoscaler", body)
+
+
+async def test_one_kind_of_group_uses_the_schedulers_whole_cluster_target(
+    kube: FakeKube,
+) -> None:
+    clock = Clock()
+    FakeScheduler.target = 4
+    await _pass(kube, clock)
+    assert FakeScheduler.demand_calls == 0
+    assert _status(kube)["demand"] == "Cluster"
+    assert _status(kube)["lastDecisionReason"].startswith("the scheduler wants 4 worker(s)")
+
+
+async def test_groups_offering_different_resources_are_sized_by_their_own_work(
+    kube: FakeKube,
+) -> None:
+    await _with_highmem(kube)
+    clock = Clock()
+    FakeScheduler.target = 10  # the whole cluster's target would grow every group
+    FakeScheduler.snapshot = dm.Snapshot(5.0, (MEMORY_TASKS,), ())
+    await _pass(kube, clock, "highmem")
+    await _pass(kube, clock, "simple")
+    assert FakeScheduler.calls == 0
+    assert _replicas(kube, "simple-highmem") == 3  # 5 wanted, maximum 3
+    high = _status(kube, "highmem")
+    assert (high["demand"], high["recommendedReplicas"], high["lastDecision"]) == (
+        "WorkerGroup", 5, "ScaleUp",
+    )  # fmt: skip
+    assert "5 task(s) waiting for this group" in high["lastDecisionReason"]
+    # the default group has none of that work: not grown, and shrunk once the window passes
+    assert _replicas(kube) == 2
+    default = _status(kube)
+    assert (default["demand"], default["recommendedReplicas"]) == ("WorkerGroup", 0)
+    for p in kube.names("Pod"):
+        kube.set_pod_state(p, "Running", ready=True)
+    clock.advance(61)
+    await _pass(kube, clock)
+    assert _replicas(kube) == 1
+
+
+async def test_work_on_a_groups_workers_keeps_it(kube: FakeKube) -> None:
+    await _with_highmem(kube)
+    group = await kube.get_custom("DaskWorkerGroup", "ns1", "simple-highmem")
+    assert group is not None
+    await r.reconcile_worker_group(kube, SETTINGS, group)
+    pods = sorted(p for p in kube.names("Pod") if p.startswith("simple-highmem-worker-"))
+    busy = dm.WorkerLoad(pods[0], 1, (("MEMORY", 32e9),), 0, 0, (MEMORY_TASKS,))
+    idle = dm.WorkerLoad(pods[1], 1, (("MEMORY", 32e9),), 0, 0)
+    FakeScheduler.snapshot = dm.Snapshot(5.0, (), (busy, idle))
+    await _pass(kube, Clock(), "highmem")
+    assert _status(kube, "highmem")["recommendedReplicas"] == 5
+
+
+async def test_scheduler_without_the_preload_falls_back_to_the_cluster_target(
+    kube: FakeKube,
+) -> None:
+    await _with_highmem(kube)
+    clock = Clock()
+    FakeScheduler.target = 7
+    await _pass(kube, clock, "highmem")
+    assert _replicas(kube, "simple-highmem") == 3
+    st = _status(kube, "highmem")
+    assert st["demand"] == "Cluster"
+    assert "does not serve per-group demand" in st["lastDecisionReason"]
+    assert "HTTP 404" in st["lastDecisionReason"]
+    # that scheduler pod is not asked again; a new one is
+    clock.advance(10)
+    await _pass(kube, clock, "highmem")
+    assert FakeScheduler.demand_calls == 1
+    kube.objects[("Pod", "ns1", "simple-scheduler")]["metadata"]["uid"] = "a-new-scheduler"
+    clock.advance(10)
+    await _pass(kube, clock, "highmem")
+    assert FakeScheduler.demand_calls == 2

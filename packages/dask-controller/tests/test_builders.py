@@ -67,6 +67,26 @@ def test_scheduler_routes_from_user_env_are_respected(simple: dict[str, Any]) ->
     assert _env(b.build_scheduler_pod(simple))[b.ENV_SCHEDULER_HTTP_ROUTES] == "['mine']"
 
 
+def test_scheduler_gets_the_demand_preload_as_text(
+    simple: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pod = b.build_scheduler_pod(simple)
+    [source] = ast.literal_eval(_env(pod)[b.ENV_SCHEDULER_PRELOAD])
+    assert "def dask_setup(scheduler" in source
+    # distributed runs a preload with a space in it that is not a .py path as text
+    assert " " in source
+    assert not source.endswith(".py")
+    # part of the pod, not of its template hash: a new operator does not restart schedulers
+    monkeypatch.setattr(b, "SCHEDULER_PRELOAD_SOURCE", source + "\n# a newer operator\n")
+    newer = b.build_scheduler_pod(simple)
+    assert _env(newer)[b.ENV_SCHEDULER_PRELOAD] != _env(pod)[b.ENV_SCHEDULER_PRELOAD]
+    hashes = [p["metadata"]["annotations"][b.TEMPLATE_HASH_ANNOTATION] for p in (pod, newer)]
+    assert hashes[0] == hashes[1]
+    container = simple["spec"]["scheduler"]["spec"]["containers"][0]
+    container["env"] = [{"name": b.ENV_SCHEDULER_PRELOAD, "value": "['my_preload']"}]
+    assert _env(b.build_scheduler_pod(simple))[b.ENV_SCHEDULER_PRELOAD] == "['my_preload']"
+
+
 def test_scheduler_service_of_reference_cluster(simple: dict[str, Any]) -> None:
     svc = b.build_scheduler_service(simple)
     assert svc["metadata"]["name"] == "simple-scheduler"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +16,8 @@ import pytest
 from distributed import Client as _Client
 from distributed import Scheduler, Worker
 
-from dask_controller.builders import SCHEDULER_HTTP_ROUTES
-from dask_controller.scheduler import SchedulerClient, SchedulerUnavailable
+from dask_controller.builders import SCHEDULER_HTTP_ROUTES, SCHEDULER_PRELOAD_SOURCE
+from dask_controller.scheduler import DemandUnavailable, SchedulerClient, SchedulerUnavailable
 
 Client: Any = _Client  # untyped in distributed
 
@@ -170,3 +174,94 @@ async def test_timeout_on_a_silent_server() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+# -- the operator's scheduler preload (per-resource demand) -------------------------------------
+
+
+async def _start_with_preload(preload: list[str]) -> Running:
+    config = {"distributed.scheduler.http.routes": SCHEDULER_HTTP_ROUTES}
+    with dask.config.set(config):
+        scheduler = await Scheduler(
+            host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0", preload=preload
+        )
+    plain = await Worker(
+        scheduler.address, name="c-default-worker-a", host="127.0.0.1", nthreads=2,
+        dashboard=False,
+    )  # fmt: skip
+    return Running(scheduler, {"c-default-worker-a": plain})
+
+
+@pytest.mark.parametrize("use_http", [True, False], ids=["http", "rpc-only"])
+async def test_preload_serves_demand_by_requested_resource(use_http: bool) -> None:
+    """The preload *text* the builders inject, run by a real scheduler: GPU tasks wait for a
+    worker (none offers GPU), plain tasks run on the plain worker."""
+    running = await _start_with_preload([SCHEDULER_PRELOAD_SOURCE])
+    try:
+        async with Client(running.scheduler.address, asynchronous=True) as client:
+            _RELEASE.clear()
+            gpu = client.map(_blocked, range(3), resources={"GPU": 1}, pure=False)
+            plain = client.map(_blocked, range(2), pure=False)
+
+            def processing() -> int:
+                return sum(len(ws.processing) for ws in running.scheduler.workers.values())
+
+            await _until(lambda: len(running.scheduler.unrunnable) == 3 and processing() == 2)
+            url = running.http_url if use_http else None
+            async with SchedulerClient(running.scheduler.address, url, timeout=5) as s:
+                snap = await s.demand()
+            _RELEASE.set()
+            await client.gather(plain)
+            del gpu
+    finally:
+        await _stop(running)
+    assert snap.target_duration == 5.0
+    assert [(w.request, w.tasks) for w in snap.waiting] == [((("GPU", 1.0),), 3)]
+    assert snap.waiting[0].seconds > 0
+    [worker] = snap.workers
+    assert (worker.name, worker.nthreads, worker.offers) == ("c-default-worker-a", 2, ())
+    assert [(w.request, w.tasks) for w in worker.processing] == [((), 2)]
+    assert worker.memory_limit > 0
+
+
+async def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll ``check`` until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    for _ in itertools.count():
+        if check():
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+#: The in-process worker's tasks block on this until the test has looked.
+_RELEASE = threading.Event()
+
+
+def _blocked(i: int) -> int:
+    _RELEASE.wait(30)
+    return i
+
+
+@pytest.mark.parametrize("use_http", [True, False], ids=["http", "rpc-only"])
+async def test_scheduler_without_preload_has_no_demand(cluster: Running, use_http: bool) -> None:
+    url = cluster.http_url if use_http else None
+    async with SchedulerClient(cluster.scheduler.address, url, timeout=5) as s:
+        with pytest.raises(DemandUnavailable, match="404" if use_http else "no 'dask_operator"):
+            await s.demand()
+        # a 404 on the demand route says nothing about the rest of the HTTP API
+        assert s.http_api is None if use_http else s.http_api is False
+        assert await s.adaptive_target() >= 0
+
+
+def test_preload_imports_only_what_every_scheduler_image_has() -> None:
+    """The preload runs as text inside images that have distributed and nothing of ours."""
+    allowed = {"__future__", "collections", "itertools", "json", "typing", "dask", "tornado"}
+    tree = ast.parse(SCHEDULER_PRELOAD_SOURCE)
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported <= allowed, imported - allowed

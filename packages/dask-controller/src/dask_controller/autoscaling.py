@@ -13,6 +13,13 @@ the group. The recommendation history is kept, as change points, in an annotatio
 autoscaler, so a controller restart does not forget it. A new autoscaler's history starts with
 the group's present size, so even its first scale-down waits for the window.
 
+When the cluster's worker groups offer different Dask resources (a ``GPU`` group next to a plain
+one), the scheduler's whole-cluster target would grow every group for any burst; then each
+autoscaler asks the scheduler for its work by requested resource (the operator's scheduler
+preload) and sizes its group by the share only that group should serve
+(:mod:`dask_controller.demand`). A scheduler without the preload (started by an older operator,
+or with the user's own preloads) gets the whole-cluster target, and the status says so.
+
 Pure decision functions come first (unit-tested without a cluster); the reconcile pass follows.
 """
 
@@ -28,6 +35,7 @@ from typing import Any
 
 from dask_controller import builders as b
 from dask_controller import decisions as d
+from dask_controller import demand as dm
 from dask_controller.k8s import KubeApi, Obj
 from dask_controller.reconcile import (
     Event,
@@ -36,8 +44,9 @@ from dask_controller.reconcile import (
     validate_spec,
     write_status,
 )
-from dask_controller.scheduler import SchedulerClient, SchedulerUnavailable
+from dask_controller.scheduler import DemandUnavailable, SchedulerClient, SchedulerUnavailable
 from dask_controller.settings import Settings
+from dask_crds import constants as c
 from dask_crds import models, naming
 
 logger = logging.getLogger(__name__)
@@ -112,12 +121,14 @@ def decide(
     up_window: float,
     down_window: float,
     starting: int = 0,
+    wanted: str | None = None,
 ) -> Decision:
     """The replicas the target group should have.
 
     ``recommended`` is the scheduler's raw target; ``history`` already includes the clamped
     recommendation of this pass. ``starting`` counts the group's workers that are still
     starting (created, not yet Ready, not failing): no scale-down while there are any.
+    ``wanted`` says where ``recommended`` comes from (default: the scheduler's target).
     The bounds are hard: a group outside ``[minimum, maximum]`` is brought inside at once.
     """
     target = max(minimum, min(maximum, recommended))
@@ -125,7 +136,7 @@ def decide(
         return Decision("ScaleUp", minimum, f"{current} worker(s) is below the minimum {minimum}")
     if current > maximum:
         return Decision("ScaleDown", maximum, f"{current} worker(s) is above the maximum {maximum}")
-    wanted = f"the scheduler wants {recommended} worker(s)"
+    wanted = wanted or f"the scheduler wants {recommended} worker(s)"
     if target != recommended:
         wanted += f", {target} within [{minimum}, {maximum}]"
     ups = window_values(history, now, up_window) or [target]
@@ -171,6 +182,80 @@ def starting_workers(pods: Sequence[d.PodView]) -> int:
 #: Monotonic time of the last scheduler poll per autoscaler: the pass's own writes (status,
 #: history annotation) wake the loop again, and those wake-ups must not become extra polls.
 _last_poll: dict[tuple[str, str, str], float] = {}
+
+#: Scheduler pods (by uid) found without the operator's preload: not asked again, since only a
+#: new scheduler pod can gain it (and asking one without it over RPC fills its log). Bounded.
+_without_preload: dict[str, str] = {}
+MAX_WITHOUT_PRELOAD = 256
+
+
+def _remember_without_preload(uid: str, why: str) -> None:
+    _without_preload[uid] = why
+    while len(_without_preload) > MAX_WITHOUT_PRELOAD:
+        del _without_preload[next(iter(_without_preload))]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The raw worker count for the group, and how it was arrived at."""
+
+    workers: int
+    demand: models.AutoscalerDemand
+    wanted: str
+
+
+async def _shapes(kube: KubeApi, ns: str, cluster: str) -> list[dm.GroupShape]:
+    """The shapes of the cluster's live worker groups."""
+    groups = await kube.list_custom("DaskWorkerGroup", ns, {})
+    return [
+        dm.group_shape(g["metadata"]["name"], (g.get("spec") or {}).get("worker"))
+        for g in groups
+        if (g.get("spec") or {}).get("cluster") == cluster
+        and not g["metadata"].get("deletionTimestamp")
+    ]
+
+
+async def _recommend(
+    kube: KubeApi,
+    sched: SchedulerClient,
+    ns: str,
+    cluster: str,
+    group: str,
+    scheduler_uid: str,
+) -> Recommendation:
+    """Per-group demand when the groups differ and the scheduler serves it; else the
+    scheduler's whole-cluster adaptive target."""
+    shapes = await _shapes(kube, ns, cluster)
+    note = ""
+    if dm.differ(shapes):
+        why = _without_preload.get(scheduler_uid)
+        if why is None:
+            try:
+                snapshot = await sched.demand()
+            except DemandUnavailable as exc:
+                why = str(exc)
+                _remember_without_preload(scheduler_uid, why)
+            else:
+                pods = await kube.list_pods(
+                    ns, {c.LABEL_CLUSTER: cluster, c.LABEL_COMPONENT: "worker"}
+                )
+                group_of = dm.group_of_pods(
+                    {
+                        p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(
+                            c.LABEL_WORKER_GROUP, ""
+                        )
+                        for p in pods
+                    }
+                )
+                need = dm.group_demand(snapshot, shapes, group, group_of)
+                return Recommendation(need.workers, "WorkerGroup", need.describe())
+        note = (
+            " for the whole cluster (its worker groups offer different resources, but the "
+            f"scheduler pod does not serve per-group demand: {why}; recreate the scheduler "
+            "with this operator to size each group by its own work)"
+        )
+    workers = await sched.adaptive_target()
+    return Recommendation(workers, "Cluster", f"the scheduler wants {workers} worker(s){note}")
 
 
 def _now_iso(now: float) -> str:
@@ -284,9 +369,10 @@ async def reconcile_autoscaler(
     ctl_addr, http_url = b.controller_scheduler_endpoints(
         spec.cluster, ns, service_spec, settings.cluster_domain
     )
+    sched_uid = str((sched_pod or {}).get("metadata", {}).get("uid"))
     try:
         async with scheduler_factory(ctl_addr, http_url, settings.scheduler_timeout) as sched:
-            recommended = await sched.adaptive_target()
+            rec = await _recommend(kube, sched, ns, spec.cluster, group_name, sched_uid)
     except SchedulerUnavailable as exc:
         return await finish(
             d.Condition("SchedulerReachable", "False", "SchedulerUnreachable", f"{exc}; no change")
@@ -302,6 +388,7 @@ async def reconcile_autoscaler(
         # A new autoscaler starts from the group's present size, so its first scale-down also
         # waits for the window (like the HPA).
         history = [(now, current)]
+    recommended = rec.workers
     history = record(history, now, spec.clamp(recommended), keep)
     pods = await kube.list_pods(ns, b.worker_selector(spec.cluster, group_name))
     starting = starting_workers([d.pod_view(p) for p in pods])
@@ -315,6 +402,7 @@ async def reconcile_autoscaler(
         spec.scale_up_window(),
         spec.scale_down_window(),
         starting,
+        rec.wanted,
     )
 
     if decision.replicas != current:
@@ -349,6 +437,7 @@ async def reconcile_autoscaler(
         {
             "desiredReplicas": decision.replicas,
             "recommendedReplicas": recommended,
+            "demand": rec.demand,
             "lastDecision": decision.decision,
             "lastDecisionReason": decision.reason,
             "lastDecisionTime": (old.get("lastDecisionTime") if same else None) or now_iso,

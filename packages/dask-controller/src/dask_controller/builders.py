@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from typing import Any
 
 from dask_crds import constants as c
@@ -33,6 +34,13 @@ SCHEDULER_HTTP_ROUTES: list[str] = [
     "distributed.http.scheduler.api",
 ]
 ENV_SCHEDULER_HTTP_ROUTES = "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES"
+
+#: The operator's scheduler preload (``scheduler_preload.py``), as the source text distributed
+#: runs: it serves the per-resource demand the autoscaler sizes worker groups by.
+SCHEDULER_PRELOAD_SOURCE = (
+    resources.files("dask_controller").joinpath("scheduler_preload.py").read_text("utf-8")
+)
+ENV_SCHEDULER_PRELOAD = "DASK_DISTRIBUTED__SCHEDULER__PRELOAD"
 
 COMM_PORT_NAMES = ("tcp-comm", "comm")
 DASHBOARD_PORT_NAMES = ("http-dashboard", "dashboard")
@@ -219,6 +227,8 @@ def build_scheduler_pod(cluster: Body, cluster_domain: str = c.DEFAULT_CLUSTER_D
     }
     if ENV_SCHEDULER_HTTP_ROUTES not in user_env_names:  # a user's own routes are respected
         env[ENV_SCHEDULER_HTTP_ROUTES] = repr(SCHEDULER_HTTP_ROUTES)
+    if ENV_SCHEDULER_PRELOAD not in user_env_names:  # nor are a user's own preloads
+        env[ENV_SCHEDULER_PRELOAD] = repr([SCHEDULER_PRELOAD_SOURCE])
     metadata = _metadata(
         naming.scheduler_name(name),
         namespace,

@@ -25,6 +25,9 @@ from typing import Any, Literal, TypeVar
 
 import aiohttp
 
+from dask_controller import scheduler_preload
+from dask_controller.demand import Snapshot, parse_snapshot
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -37,6 +40,11 @@ class SchedulerError(Exception):
 
 class SchedulerUnavailable(SchedulerError):
     """The scheduler could not be reached (or answered an error) over every transport."""
+
+
+class DemandUnavailable(SchedulerError):
+    """The scheduler does not serve the operator's demand call: it was started without the
+    operator's preload (by an older operator, or with the user's own preload setting)."""
 
 
 class _NoHttpApi(Exception):
@@ -265,6 +273,45 @@ class SchedulerClient:
 
         result, _ = await self._call("check_idle", http, rpc)
         return result
+
+    async def demand(self) -> Snapshot:
+        """The work waiting and running, by requested resources (the operator's preload).
+
+        HTTP first; RPC only when HTTP cannot be reached (a scheduler without the preload logs a
+        warning for an unknown RPC call, but answers an unknown HTTP route quietly with 404).
+        :class:`DemandUnavailable` when the scheduler does not serve the call.
+        """
+        errors: list[str] = []
+        if self.http_url is not None:
+            try:
+                body = await asyncio.wait_for(
+                    self._http_call("GET", scheduler_preload.ROUTE), self.timeout
+                )
+            except _NoHttpApi as exc:
+                raise DemandUnavailable(f"demand: {exc}") from None
+            except SchedulerUnavailable as exc:
+                errors.append(str(exc))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+                errors.append(f"HTTP {self.http_url}: {type(exc).__name__}: {exc}")
+            else:
+                return self._snapshot(body)
+        try:
+            body = await self._rpc_call(scheduler_preload.OP)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # distributed raises many kinds; none may leak
+            errors.append(f"RPC {self.comm_address}: {type(exc).__name__}: {exc}")
+            raise SchedulerUnavailable("demand: " + "; ".join(errors)) from None
+        if body is None:  # distributed's answer to an unknown call
+            raise DemandUnavailable(f"demand: no {scheduler_preload.OP!r} handler")
+        return self._snapshot(body)
+
+    @staticmethod
+    def _snapshot(body: Any) -> Snapshot:
+        try:
+            return parse_snapshot(body)
+        except ValueError as exc:
+            raise DemandUnavailable(f"demand: {exc}") from None
 
     async def _http_get_workers_raw(self) -> list[WorkerInfo]:
         body = await self._http_call("GET", "/api/v1/get_workers")

@@ -53,6 +53,11 @@ JOB_STATUSES: Final[tuple[JobStatus, ...]] = typing.get_args(JobStatus)
 #: Values of ``DaskAutoscaler.status.lastDecision``.
 AutoscalerDecision = Literal["ScaleUp", "ScaleDown", "NoChange"]
 AUTOSCALER_DECISIONS: Final[tuple[AutoscalerDecision, ...]] = typing.get_args(AutoscalerDecision)
+#: Whose work an autoscaler's recommendation counts: the whole cluster's (the scheduler's
+#: adaptive target) or only the target group's (per-group demand, when groups offer different
+#: resources).
+AutoscalerDemand = Literal["Cluster", "WorkerGroup"]
+AUTOSCALER_DEMANDS: Final[tuple[AutoscalerDemand, ...]] = typing.get_args(AutoscalerDemand)
 
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 ClusterRef = Annotated[StrictStr, Field(min_length=1, max_length=naming.DNS_LABEL_MAX)]
@@ -402,7 +407,13 @@ class DaskAutoscalerStatus(CommonStatus):
     recommended_replicas: NonNegativeInt | None = Field(
         None,
         alias="recommendedReplicas",
-        description="What the scheduler recommended before clamping and stabilisation.",
+        description="Workers recommended before clamping and stabilisation (see `demand`).",
+    )
+    demand: AutoscalerDemand | None = Field(
+        None,
+        description="Whose work the recommendation counts: `Cluster` (the scheduler's "
+        "whole-cluster adaptive target) or `WorkerGroup` (only the work this group should "
+        "serve; used when the cluster's worker groups offer different Dask resources).",
     )
     last_decision: StrictStr | None = Field(
         None, alias="lastDecision", description=f"One of {', '.join(AUTOSCALER_DECISIONS)}."
