@@ -259,6 +259,133 @@ def test_kubecluster_adapt_1_3_under_a_burst(
             assert [f.key for f in burst if f.status != "finished"] == []
 
 
+# ============================================================================ per-group demand
+
+
+GPU_WORKER_ARGS = ["dask-worker", "--name", "$(DASK_WORKER_NAME)", "--nthreads", "1",
+                   "--resources", "GPU=1"]  # fmt: skip
+
+
+def _gpu_group(cluster: str) -> dict[str, Any]:
+    """A worker group whose workers offer the Dask resource ``GPU=1`` (a label: no GPU is
+    needed), one thread each, starting at zero."""
+    return {
+        "apiVersion": "kubernetes.dask.org/v1",
+        "kind": "DaskWorkerGroup",
+        "metadata": {"name": f"{cluster}-gpu"},
+        "spec": {
+            "cluster": cluster,
+            "worker": {
+                "replicas": 0,
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": IMAGE,
+                            "imagePullPolicy": "IfNotPresent",
+                            "args": GPU_WORKER_ARGS,
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def _autoscaler(name: str, group: str, minimum: int, maximum: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubernetes.dask.org/v1",
+        "kind": "DaskAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "cluster": "simple",
+            "workerGroup": group,
+            "minimum": minimum,
+            "maximum": maximum,
+            "scaleDown": {"stabilizationWindowSeconds": 10},
+        },
+    }
+
+
+def test_each_group_is_sized_by_the_work_it_can_serve(
+    kubectl: Kubectl, namespace: str, controller: Path
+) -> None:
+    """The reference `simple` cluster plus a `GPU=1` group, each with an autoscaler. A burst of
+    GPU tasks grows only the GPU group (the scheduler's whole-cluster target would have grown
+    the default group too) and runs there; once idle the GPU group returns to zero; a burst of
+    plain tasks then grows only the default group."""
+    ns = namespace
+    kubectl("apply", "-n", ns, "-f", str(MANIFESTS / "simple-cluster.yaml"))
+    docs = [
+        _gpu_group("simple"),
+        _autoscaler("simple", "simple-default", 1, 2),
+        _autoscaler("simple-gpu", "simple-gpu", 0, 3),
+    ]
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
+
+    def settled() -> bool:
+        statuses = [
+            _json(kubectl, "get", "daskautoscaler", n, "-n", ns).get("status") or {}
+            for n in ("simple", "simple-gpu")
+        ]
+        return (
+            all(st.get("demand") == "WorkerGroup" for st in statuses)
+            and _replicas(kubectl, ns, "simple-default") == 1
+            and len(_worker_pods(kubectl, ns, "simple-default")) == 1
+            and _replicas(kubectl, ns, "simple-gpu") == 0
+        )
+
+    _until("both autoscalers size their groups by their own work; default at 1", settled)
+
+    cluster = KubeCluster.from_name("simple", namespace=ns, quiet=True)
+    client = Client(cluster)
+    try:
+        client.wait_for_workers(1, timeout=WAIT)
+        default = Peak(kubectl, ns, "simple-default", client)
+        gpu = Peak(kubectl, ns, "simple-gpu", client)
+        gpu_burst = client.map(time.sleep, [2.0] * 30, resources={"GPU": 1}, pure=False)
+
+        def gpu_done() -> bool:
+            default.sample()
+            gpu.sample()
+            return all(f.done() for f in gpu_burst)
+
+        _until("the GPU burst finishes", gpu_done)
+        assert 1 <= gpu.replicas <= 3
+        assert default.replicas == 1, "the default group grew for work it cannot run"
+        assert [f.key for f in gpu_burst if f.status != "finished"] == []
+        workers = client.scheduler_info()["workers"]  # address -> info
+        holders = {w for ws in client.who_has(gpu_burst).values() for w in ws}
+        ran_on = {workers[a]["id"] for a in holders if a in workers}
+        assert ran_on, "no GPU result is held by a connected worker"
+        assert all(n.startswith("simple-gpu-worker-") for n in ran_on), ran_on
+        reason = _json(kubectl, "get", "daskautoscaler", "simple-gpu", "-n", ns)["status"]
+        assert "waiting for this group" in reason["lastDecisionReason"]
+
+        def gpu_back_to_zero() -> bool:
+            return _replicas(kubectl, ns, "simple-gpu") == 0 and not _worker_pods(
+                kubectl, ns, "simple-gpu"
+            )
+
+        _until("idle: the GPU group back to zero", gpu_back_to_zero)
+
+        default, gpu = (Peak(kubectl, ns, g, client) for g in ("simple-default", "simple-gpu"))
+        burst = _burst(client)
+
+        def plain_done() -> bool:
+            default.sample()
+            gpu.sample()
+            return all(f.done() for f in burst)
+
+        _until("the plain burst finishes", plain_done)
+        assert default.replicas == 2
+        assert gpu.replicas == 0, "the GPU group grew for plain work"
+        assert [f.key for f in burst if f.status != "finished"] == []
+    finally:
+        client.close()
+        cluster.close()
+
+
 # ============================================================================ idle shutdown
 
 
