@@ -118,13 +118,24 @@ async def test_async_create_scale_adapt_groups_logs_close(
         container = group["spec"]["worker"]["spec"]["containers"][0]
         assert container["image"] == "example.com/dask:1"  # inherited from the cluster
         assert container["resources"] == {"limits": {"memory": "8Gi"}}
+        await cluster.adapt(0, 4, worker_group="highmem", scale_down_window=30)
+        assert world.autoscalers["foo-highmem"]["spec"] == {
+            "cluster": "foo", "workerGroup": "foo-highmem", "minimum": 0, "maximum": 4,
+            "scaleDown": {"stabilizationWindowSeconds": 30},
+        }  # fmt: skip
+        assert "foo-highmem 0 to 4 workers" in repr(cluster._summary())
+        with pytest.raises(ValueError, match="no worker group 'foo-nope'"):
+            await cluster.adapt(0, 4, worker_group="nope")
         await cluster.scale(4, worker_group="highmem")
+        assert "foo-highmem" not in world.autoscalers  # scale turns that group's adapt off
         assert world.groups["foo-highmem"]["spec"]["worker"]["replicas"] == 4
         assert cluster.worker_groups == {"foo-default": 3, "foo-highmem": 4}
         with pytest.raises(ValueError, match="no worker group 'foo-nope'"):
             await cluster.scale(1, worker_group="nope")
+        await cluster.adapt(0, 2, worker_group="foo-highmem")  # the full name works too
         await cluster.delete_worker_group("highmem")
         assert "foo-highmem" not in world.groups
+        assert "foo-highmem" not in world.autoscalers  # its autoscaler went with it
         with pytest.raises(ValueError, match="default worker group cannot be deleted"):
             await cluster.delete_worker_group("default")
 

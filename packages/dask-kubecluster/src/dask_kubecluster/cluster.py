@@ -208,7 +208,8 @@ class KubeCluster(Cluster):
         self._plan: ConnectionPlan | None = None
         self._created = False
         self._worker_groups: dict[str, int] = {}
-        self._adapt_range: tuple[int, int] | None = None
+        #: Worker group -> (minimum, maximum) of the DaskAutoscalers this object created.
+        self._adapt_ranges: dict[str, tuple[int, int]] = {}
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = asyncio.Lock()
 
@@ -418,10 +419,36 @@ class KubeCluster(Cluster):
             return group
         return f"{self.name}-{group}"
 
+    def _autoscaler_name(self, group: str) -> str:
+        """The DaskAutoscaler ``adapt()`` creates for ``group``: named after the cluster for
+        the default group (as in the reference), after the group otherwise."""
+        return self.name if group == naming.default_worker_group_name(self.name) else group
+
+    async def _stop_adapting(self, group: str) -> None:
+        """Delete the group's DaskAutoscaler and wait (bounded) until the operator let it go."""
+        kube = self._require_kube()
+        name = self._autoscaler_name(group)
+        self._adapt_ranges.pop(group, None)
+        if not await kube.delete_autoscaler(name):
+            return
+        self._log(f"adaptive scaling of {group} turned off (DaskAutoscaler {name} deleted)")
+        # The operator finalizes it; until it is gone a pass already under way could still
+        # write the group's replicas.
+        deadline = time.monotonic() + AUTOSCALER_GONE_TIMEOUT
+        while await kube.get_autoscaler(name) is not None:
+            if time.monotonic() > deadline:
+                logger.warning(
+                    "DaskAutoscaler %s still exists %.0fs after its deletion (is the operator "
+                    "running?); scaling anyway",
+                    name, AUTOSCALER_GONE_TIMEOUT,
+                )  # fmt: skip
+                break
+            await asyncio.sleep(0.2)  # poll interval of a deadline loop
+
     def scale(self, n: int, worker_group: str | None = None) -> Any:
         """Scale ``worker_group`` (default: the default group) to ``n`` workers.
 
-        Scaling the default group turns adaptive scaling off (deletes the DaskAutoscaler).
+        This turns adaptive scaling of that group off (deletes its DaskAutoscaler).
         """
         return self.sync(self._scale, n, worker_group)
 
@@ -430,26 +457,13 @@ class KubeCluster(Cluster):
             raise ValueError(f"scale: n must be a non-negative integer, got {n!r}")
         kube = self._require_kube()
         group = self._group_name(worker_group)
-        if group == naming.default_worker_group_name(self.name):
-            if await kube.delete_autoscaler(self.name):
-                self._log(f"adaptive scaling turned off (DaskAutoscaler {self.name} deleted)")
-                # The operator finalizes it; until it is gone a pass already under way could
-                # still write the replicas set below.
-                deadline = time.monotonic() + AUTOSCALER_GONE_TIMEOUT
-                while await kube.get_autoscaler(self.name) is not None:
-                    if time.monotonic() > deadline:
-                        logger.warning(
-                            "DaskAutoscaler %s still exists %.0fs after its deletion (is the "
-                            "operator running?); scaling anyway",
-                            self.name, AUTOSCALER_GONE_TIMEOUT,
-                        )  # fmt: skip
-                        break
-                    await asyncio.sleep(0.2)  # poll interval of a deadline loop
-            self._adapt_range = None
+        is_default = group == naming.default_worker_group_name(self.name)
+        if not is_default and await kube.get_worker_group(group) is None:
+            raise ValueError(f"no worker group {group!r} in cluster {self.name!r}")
+        await self._stop_adapting(group)
+        if is_default:
             # The DaskCluster's worker.replicas is the source of the default group.
             await kube.patch_cluster(self.name, {"spec": {"worker": {"replicas": n}}})
-        elif await kube.get_worker_group(group) is None:
-            raise ValueError(f"no worker group {group!r} in cluster {self.name!r}")
         await kube.scale_worker_group(group, n)
         self._worker_groups[group] = n
 
@@ -460,12 +474,16 @@ class KubeCluster(Cluster):
         *,
         scale_up_window: int | None = None,
         scale_down_window: int | None = None,
+        worker_group: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Let the operator scale the default worker group between ``minimum`` and ``maximum``.
+        """Let the operator scale a worker group between ``minimum`` and ``maximum``.
 
-        Creates (or updates) a DaskAutoscaler named after the cluster. ``scale()`` turns it off.
-        ``scale_up_window``/``scale_down_window`` set its stabilisation windows in seconds.
+        Creates (or updates) a DaskAutoscaler: for the default group one named after the
+        cluster, for ``worker_group`` one named after that group. ``scale()`` of the same group
+        turns it off. ``scale_up_window``/``scale_down_window`` set its stabilisation windows in
+        seconds. When the cluster's groups offer different Dask resources (a ``GPU=1`` group
+        next to the default one), each autoscaled group grows only for the work it can serve.
         """
         return self.sync(
             self._adapt,
@@ -473,6 +491,7 @@ class KubeCluster(Cluster):
             maximum,
             scale_up_window=scale_up_window,
             scale_down_window=scale_down_window,
+            worker_group=worker_group,
         )
 
     async def _adapt(
@@ -482,9 +501,13 @@ class KubeCluster(Cluster):
         *,
         scale_up_window: int | None = None,
         scale_down_window: int | None = None,
+        worker_group: str | None = None,
     ) -> None:
         low = 0 if minimum is None else minimum
         high = int(dask.config.get("kubernetes.adapt-maximum")) if maximum is None else maximum
+        kube = self._require_kube()
+        group = self._group_name(worker_group)
+        is_default = group == naming.default_worker_group_name(self.name)
         body = spec.make_autoscaler_spec(
             self.name,
             low,
@@ -492,9 +515,12 @@ class KubeCluster(Cluster):
             namespace=self.namespace,
             scale_up_window=scale_up_window,
             scale_down_window=scale_down_window,
+            worker_group=None if is_default else group,
         )
-        await self._require_kube().apply_autoscaler(body)
-        self._adapt_range = (low, high)
+        if not is_default and await kube.get_worker_group(group) is None:
+            raise ValueError(f"no worker group {group!r} in cluster {self.name!r}")
+        await kube.apply_autoscaler(body)
+        self._adapt_ranges[group] = (low, high)
 
     # ------------------------------------------------------------------ worker groups
 
@@ -576,9 +602,13 @@ class KubeCluster(Cluster):
         group = self._group_name(name)
         if group == naming.default_worker_group_name(self.name):
             raise ValueError("the default worker group cannot be deleted; scale it to 0 instead")
-        if not await self._require_kube().delete_worker_group(group):
+        kube = self._require_kube()
+        if not await kube.delete_worker_group(group):
             raise ValueError(f"no worker group {group!r} in cluster {self.name!r}")
         self._worker_groups.pop(group, None)
+        # Its autoscaler (if adapt() made one) would only report the group missing.
+        await kube.delete_autoscaler(self._autoscaler_name(group))
+        self._adapt_ranges.pop(group, None)
 
     async def _refresh_worker_groups(self) -> None:
         groups = await self._require_kube().list_worker_groups(self.name)
@@ -682,8 +712,11 @@ class KubeCluster(Cluster):
 
     def _summary(self) -> list[tuple[str, str]]:
         groups = ", ".join(f"{g} ({n})" for g, n in sorted(self._worker_groups.items()))
-        if self._adapt_range:
-            scaling = f"adaptive, {self._adapt_range[0]} to {self._adapt_range[1]} workers"
+        if self._adapt_ranges:
+            ranges = sorted(self._adapt_ranges.items())
+            scaling = "adaptive: " + ", ".join(
+                f"{g} {lo} to {hi} workers" for g, (lo, hi) in ranges
+            )
         else:
             scaling = "manual"
         return [

@@ -423,8 +423,11 @@ def make_autoscaler_spec(
     *,
     scale_up_window: int | None = None,
     scale_down_window: int | None = None,
+    worker_group: str | None = None,
 ) -> dict[str, Any]:
-    """A DaskAutoscaler named after the cluster, clamping its default group to min/max.
+    """A DaskAutoscaler clamping one worker group to min/max: the default group (the
+    autoscaler is named after the cluster) or ``worker_group`` (a DaskWorkerGroup's full name,
+    which the autoscaler is then named after).
 
     ``scale_up_window``/``scale_down_window``: stabilisation windows in seconds (the
     operator's defaults when ``None``).
@@ -433,10 +436,12 @@ def make_autoscaler_spec(
     _check_replicas(maximum, "maximum")
     if minimum > maximum:
         raise ValueError(f"adapt: minimum={minimum} is larger than maximum={maximum}")
-    metadata: dict[str, Any] = {"name": cluster_name}
+    metadata: dict[str, Any] = {"name": worker_group or cluster_name}
     if namespace:
         metadata["namespace"] = namespace
     auto_spec: dict[str, Any] = {"cluster": cluster_name, "minimum": minimum, "maximum": maximum}
+    if worker_group:
+        auto_spec["workerGroup"] = worker_group
     for key, window in (("scaleUp", scale_up_window), ("scaleDown", scale_down_window)):
         if window is not None:
             _check_replicas(window, f"{key} stabilisation window")
