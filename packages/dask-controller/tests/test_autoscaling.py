@@ -141,6 +141,7 @@ class FakeScheduler(SchedulerClient):
 
     target: int | None = 1
     snapshot: dm.Snapshot | None = None
+    failure: str | None = None
     calls = 0
     demand_calls = 0
 
@@ -152,6 +153,8 @@ class FakeScheduler(SchedulerClient):
 
     async def demand(self) -> dm.Snapshot:
         FakeScheduler.demand_calls += 1
+        if FakeScheduler.failure is not None:
+            raise DemandUnavailable(FakeScheduler.failure, permanent=False)
         if FakeScheduler.snapshot is None:
             raise DemandUnavailable("demand: GET /dask-operator/v1/demand: HTTP 404")
         return FakeScheduler.snapshot
@@ -186,7 +189,7 @@ def _manifest(name: str) -> dict[str, Any]:
 def _fresh() -> Iterator[None]:
     a._last_poll.clear()
     FakeScheduler.target, FakeScheduler.calls = 1, 0
-    FakeScheduler.snapshot, FakeScheduler.demand_calls = None, 0
+    FakeScheduler.snapshot, FakeScheduler.demand_calls, FakeScheduler.failure = None, 0, None
     yield
     a._last_poll.clear()
     a._without_preload.clear()
@@ -274,6 +277,16 @@ async def test_pass_woken_by_its_own_write_does_not_poll_again(kube: FakeKube) -
     kube.objects[("DaskAutoscaler", "ns1", "simple")]["metadata"]["generation"] = 2
     await _pass(kube, clock)
     assert FakeScheduler.calls == 2
+
+
+async def test_poll_times_of_vanished_autoscalers_are_forgotten(kube: FakeKube) -> None:
+    clock = Clock()
+    gone = ("ns1", "deleted-while-we-were-away", "uid-x")
+    a._last_poll[gone] = clock.monotonic()
+    clock.advance(a.STALE_POLL + 1)
+    await _pass(kube, clock)
+    assert gone not in a._last_poll
+    assert len(a._last_poll) == 1  # the live one
 
 
 async def test_history_survives_a_controller_restart(kube: FakeKube) -> None:
@@ -531,4 +544,21 @@ async def test_scheduler_without_the_preload_falls_back_to_the_cluster_target(
     kube.objects[("Pod", "ns1", "simple-scheduler")]["metadata"]["uid"] = "a-new-scheduler"
     clock.advance(10)
     await _pass(kube, clock, "highmem")
+    assert FakeScheduler.demand_calls == 2
+
+
+async def test_a_failed_demand_answer_falls_back_for_that_pass_only(kube: FakeKube) -> None:
+    await _with_highmem(kube)
+    clock = Clock()
+    FakeScheduler.target = 2
+    FakeScheduler.failure = "demand: the scheduler could not summarise its work: KeyError"
+    await _pass(kube, clock, "highmem")
+    st = _status(kube, "highmem")
+    assert st["demand"] == "Cluster"
+    assert "per-group demand failed this time" in st["lastDecisionReason"]
+    FakeScheduler.failure = None
+    FakeScheduler.snapshot = dm.Snapshot(5.0, (MEMORY_TASKS,), ())
+    clock.advance(10)
+    await _pass(kube, clock, "highmem")
+    assert _status(kube, "highmem")["demand"] == "WorkerGroup"
     assert FakeScheduler.demand_calls == 2

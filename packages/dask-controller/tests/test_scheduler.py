@@ -256,7 +256,8 @@ async def test_scheduler_without_preload_has_no_demand(cluster: Running, use_htt
 
 def test_preload_imports_only_what_every_scheduler_image_has() -> None:
     """The preload runs as text inside images that have distributed and nothing of ours."""
-    allowed = {"__future__", "collections", "itertools", "json", "typing", "dask", "tornado"}
+    allowed = {"__future__", "collections", "itertools", "json", "logging", "typing"}
+    allowed |= {"dask", "distributed", "tornado"}
     tree = ast.parse(SCHEDULER_PRELOAD_SOURCE)
     imported: set[str] = set()
     for node in ast.walk(tree):
@@ -265,3 +266,28 @@ def test_preload_imports_only_what_every_scheduler_image_has() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported <= allowed, imported - allowed
+
+
+def test_preload_never_breaks_the_scheduler(caplog: pytest.LogCaptureFixture) -> None:
+    """A scheduler unlike the one the summary expects still starts, and the operator is told."""
+    from dask_controller import scheduler_preload as sp
+
+    sp.dask_setup(object())  # no handlers, no HTTP application: logged, not raised
+    assert "demand summary not served" in caplog.text
+    answer = sp.answer(object())
+    assert answer["version"] == sp.VERSION
+    assert "AttributeError" in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "permanent"),
+    [
+        ({"version": 1, "error": "AttributeError: no queued"}, False),  # may pass
+        ({"version": 0, "waiting": []}, True),  # a scheduler of another operator release
+        ({"version": 1, "waiting": "?"}, False),
+    ],
+)
+def test_useless_demand_answers_are_typed(body: dict[str, Any], permanent: bool) -> None:
+    with pytest.raises(DemandUnavailable) as info:
+        SchedulerClient._snapshot(body)
+    assert info.value.permanent is permanent

@@ -182,6 +182,16 @@ def starting_workers(pods: Sequence[d.PodView]) -> int:
 #: Monotonic time of the last scheduler poll per autoscaler: the pass's own writes (status,
 #: history annotation) wake the loop again, and those wake-ups must not become extra polls.
 _last_poll: dict[tuple[str, str, str], float] = {}
+#: An entry not refreshed for this long (seconds, or 20 poll intervals if longer) belongs to an
+#: autoscaler that went away unseen (deleted while the operator was down): it is dropped.
+STALE_POLL = 600.0
+
+
+def _forget_stale_polls(now: float, interval: float) -> None:
+    cutoff = now - max(STALE_POLL, 20 * interval)
+    for key in [k for k, t in _last_poll.items() if t < cutoff]:
+        del _last_poll[key]
+
 
 #: Scheduler pods (by uid) found without the operator's preload: not asked again, since only a
 #: new scheduler pod can gain it (and asking one without it over RPC fills its log). Bounded.
@@ -215,6 +225,15 @@ async def _shapes(kube: KubeApi, ns: str, cluster: str) -> list[dm.GroupShape]:
     ]
 
 
+async def _pod_groups(kube: KubeApi, ns: str, cluster: str) -> dict[str, str]:
+    """Worker pod name -> its group, for the whole cluster."""
+    pods = await kube.list_pods(ns, {c.LABEL_CLUSTER: cluster, c.LABEL_COMPONENT: "worker"})
+    return {
+        p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_WORKER_GROUP, "")
+        for p in pods
+    }
+
+
 async def _recommend(
     kube: KubeApi,
     sched: SchedulerClient,
@@ -229,30 +248,23 @@ async def _recommend(
     note = ""
     if dm.differ(shapes):
         why = _without_preload.get(scheduler_uid)
+        permanent = why is not None
         if why is None:
             try:
                 snapshot = await sched.demand()
             except DemandUnavailable as exc:
-                why = str(exc)
-                _remember_without_preload(scheduler_uid, why)
+                why, permanent = str(exc), exc.permanent
+                if permanent:
+                    _remember_without_preload(scheduler_uid, why)
             else:
-                pods = await kube.list_pods(
-                    ns, {c.LABEL_CLUSTER: cluster, c.LABEL_COMPONENT: "worker"}
-                )
-                group_of = dm.group_of_pods(
-                    {
-                        p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(
-                            c.LABEL_WORKER_GROUP, ""
-                        )
-                        for p in pods
-                    }
-                )
+                group_of = dm.group_of_pods(await _pod_groups(kube, ns, cluster))
                 need = dm.group_demand(snapshot, shapes, group, group_of)
                 return Recommendation(need.workers, "WorkerGroup", need.describe())
-        note = (
-            " for the whole cluster (its worker groups offer different resources, but the "
-            f"scheduler pod does not serve per-group demand: {why}; recreate the scheduler "
-            "with this operator to size each group by its own work)"
+        note = " for the whole cluster (its worker groups offer different resources, but " + (
+            f"the scheduler pod does not serve per-group demand: {why}; recreate it with this "
+            "operator release to size each group by its own work)"
+            if permanent
+            else f"per-group demand failed this time: {why})"
         )
     workers = await sched.adaptive_target()
     return Recommendation(workers, "Cluster", f"the scheduler wants {workers} worker(s){note}")
@@ -303,6 +315,7 @@ async def reconcile_autoscaler(
         out.requeue_after = interval - since
         return out
     _last_poll[key] = monotonic()
+    _forget_stale_polls(_last_poll[key], interval)
 
     now = clock()
     now_iso = _now_iso(now)

@@ -98,6 +98,8 @@ def parse_snapshot(body: Any) -> Snapshot:
             f"demand answer has version {version!r}; this operator reads version "
             f"{scheduler_preload.VERSION} (the scheduler was started by another operator release)"
         )
+    if "error" in body:
+        raise ValueError(f"the scheduler could not summarise its work: {body['error']}")
     try:
         return Snapshot(
             target_duration=float(body["targetDuration"]),

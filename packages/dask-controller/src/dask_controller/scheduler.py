@@ -43,8 +43,15 @@ class SchedulerUnavailable(SchedulerError):
 
 
 class DemandUnavailable(SchedulerError):
-    """The scheduler does not serve the operator's demand call: it was started without the
-    operator's preload (by an older operator, or with the user's own preload setting)."""
+    """The scheduler did not answer the operator's demand call usefully.
+
+    ``permanent``: it never will — it was started without this operator's preload (by another
+    operator release, or with the user's own preload setting); else the failure may pass.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class _NoHttpApi(Exception):
@@ -311,7 +318,10 @@ class SchedulerClient:
         try:
             return parse_snapshot(body)
         except ValueError as exc:
-            raise DemandUnavailable(f"demand: {exc}") from None
+            other_release = (
+                isinstance(body, Mapping) and body.get("version") != scheduler_preload.VERSION
+            )
+            raise DemandUnavailable(f"demand: {exc}", permanent=other_release) from None
 
     async def _http_get_workers_raw(self) -> list[WorkerInfo]:
         body = await self._http_call("GET", "/api/v1/get_workers")

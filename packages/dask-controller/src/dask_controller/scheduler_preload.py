@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +29,8 @@ OP = "dask_operator_demand"
 ROUTE = "/dask-operator/v1/demand"
 #: distributed's own fallback for a task prefix with no recorded duration.
 UNKNOWN_DURATION = 0.5
+
+logger = logging.getLogger("distributed.preloading.dask_operator")
 
 
 def _duration(scheduler: Any, ts: Any) -> float:
@@ -84,21 +87,37 @@ def demand(scheduler: Any) -> dict[str, Any]:
     }
 
 
+def answer(scheduler: Any) -> dict[str, Any]:
+    """:func:`demand`, or an ``error`` the operator reports (falling back to the scheduler's
+    whole-cluster target) should this distributed differ from what the summary expects."""
+    try:
+        return demand(scheduler)
+    except Exception as exc:
+        logger.warning("dask-operator demand summary failed", exc_info=True)
+        return {"version": VERSION, "error": f"{type(exc).__name__}: {exc}"}
+
+
 def dask_setup(scheduler: Any) -> None:
-    """Register the call with the scheduler (distributed runs this at scheduler start)."""
+    """Register the call with the scheduler (distributed runs this at scheduler start).
+
+    Never raises: a scheduler must start even where this preload cannot serve.
+    """
 
     def dask_operator_demand() -> dict[str, Any]:
-        return demand(scheduler)
+        return answer(scheduler)
 
-    scheduler.handlers[OP] = dask_operator_demand
-    app = getattr(scheduler, "http_application", None)
-    if app is None:  # no HTTP server: RPC only
-        return
-    from tornado import web
+    try:
+        scheduler.handlers[OP] = dask_operator_demand
+        app = getattr(scheduler, "http_application", None)
+        if app is None:  # no HTTP server: RPC only
+            return
+        from tornado import web
 
-    class DemandHandler(web.RequestHandler):
-        def get(self) -> None:
-            self.set_header("Content-Type", "application/json")
-            self.write(json.dumps(demand(scheduler)))
+        class DemandHandler(web.RequestHandler):
+            def get(self) -> None:
+                self.set_header("Content-Type", "application/json")
+                self.write(json.dumps(answer(scheduler)))
 
-    app.add_handlers(r".*$", [(ROUTE, DemandHandler)])
+        app.add_handlers(r".*$", [(ROUTE, DemandHandler)])
+    except Exception:
+        logger.warning("dask-operator demand summary not served", exc_info=True)
