@@ -74,10 +74,10 @@ def typecheck(session: nox.Session) -> None:
         base = ROOT / "packages" / pkg
         session.log(f"mypy --strict: {pkg}")
         session.run("mypy", str(base / "src"), str(base / "tests"))
-    session.log("mypy --strict: ci/, cross-package tests, noxfile")
+    session.log("mypy --strict: ci/, cross-package tests, benchmarks, noxfile")
     # Scripts run on DEFAULT_PYTHON only; the packages above are checked for 3.10.
     session.run(
-        "mypy", "--python-version", DEFAULT_PYTHON, "ci", "tests", "noxfile.py",
+        "mypy", "--python-version", DEFAULT_PYTHON, "ci", "tests", "benchmarks", "noxfile.py",
         env={"PYTHONPATH": str(ROOT)},
     )  # fmt: skip
 
@@ -281,6 +281,16 @@ def tooling(session: nox.Session) -> None:
         str(ROOT / "ci" / "localk8s" / "node" / "tests"), *session.posargs,
         env={"PYTHONPATH": str(ROOT)},
     )  # fmt: skip
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (benchmarks/): each reports candidate/reference ratios; nothing is asserted
+    about speed. Not part of `ci`."""
+    session.install(*_editable_args())
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        session.log(f"benchmark {script.name}")
+        session.run("python", str(script))
 
 
 # The Dask image runs Debian's Python 3.11: a client of the same version avoids distributed's

@@ -291,3 +291,25 @@ def test_useless_demand_answers_are_typed(body: dict[str, Any], permanent: bool)
     with pytest.raises(DemandUnavailable) as info:
         SchedulerClient._snapshot(body)
     assert info.value.permanent is permanent
+
+
+async def test_preload_samples_long_queues_evenly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past SCAN tasks the summary samples the whole queue: GPU tasks submitted after many
+    plain ones are still seen, in proportion. The scheduler has no workers; the plain tasks are
+    pinned to an absent worker so that they wait among the unrunnable, not in the queue."""
+    from dask_controller import scheduler_preload as sp
+
+    monkeypatch.setattr(sp, "SCAN", 40)
+    scheduler = await Scheduler(host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0")
+    try:
+        async with Client(scheduler.address, asynchronous=True) as client:
+            absent = ["tcp://127.0.0.1:9"]
+            plain = client.map(_blocked, range(300), pure=False, workers=absent)
+            gpu = client.map(_blocked, range(300, 400), resources={"GPU": 1}, pure=False)
+            await _until(lambda: len(scheduler.unrunnable) == 400)
+            waiting = {tuple(w["resources"]): w["tasks"] for w in sp.demand(scheduler)["waiting"]}
+            del plain, gpu
+    finally:
+        await scheduler.close()
+    assert sum(waiting.values()) == 400
+    assert 50 <= waiting[("GPU",)] <= 150, waiting

@@ -22,9 +22,13 @@ from typing import Any
 
 #: Format of the answer; the operator ignores answers of another version.
 VERSION = 1
-#: At most this many tasks are looked at per queue (the waiting ones, and each worker's); the
-#: counts beyond are extrapolated, so a call stays cheap with a million tasks.
+#: At most this many tasks are looked at per queue (the unrunnable ones, and each worker's),
+#: evenly spread over it; the counts are extrapolated, so a call stays cheap with a million
+#: tasks and still sees a kind of task that only the end of a long queue holds.
 SCAN = 10_000
+#: Queued tasks are plain by construction (distributed queues only tasks without restrictions):
+#: like ``adaptive_target``, only this many are looked at for their durations.
+QUEUED_SAMPLE = 100
 OP = "dask_operator_demand"
 ROUTE = "/dask-operator/v1/demand"
 #: distributed's own fallback for a task prefix with no recorded duration.
@@ -40,20 +44,38 @@ def _duration(scheduler: Any, ts: Any) -> float:
         return UNKNOWN_DURATION
 
 
-def _summarise(scheduler: Any, tasks: Iterable[Any], total: int) -> list[dict[str, Any]]:
-    """``tasks`` counted by the resources they request: tasks and expected seconds of each."""
-    by_request: dict[tuple[tuple[str, float], ...], list[float]] = {}
+Counts = dict[tuple[tuple[str, float], ...], list[float]]
+
+
+def _count(scheduler: Any, tasks: Iterable[Any], total: int, limit: int, into: Counts) -> Counts:
+    """Add ``tasks`` (``total`` of them; every k-th looked at, at most ``limit``) to ``into``,
+    by the resources they request: [tasks, expected seconds]."""
+    found: Counts = {}
+    durations: dict[int, float] = {}  # per task prefix, within this call
     seen = 0
-    for ts in itertools.islice(tasks, SCAN):
+    step = max(1, -(-total // limit))
+    for ts in itertools.islice(tasks, 0, None, step):
         seen += 1
-        request = tuple(sorted((ts.resource_restrictions or {}).items()))
-        entry = by_request.setdefault(request, [0.0, 0.0])
+        restrictions = ts.resource_restrictions
+        request = tuple(sorted(restrictions.items())) if restrictions else ()
+        duration = durations.get(id(ts.prefix))
+        if duration is None:
+            duration = durations[id(ts.prefix)] = _duration(scheduler, ts)
+        entry = found.setdefault(request, [0.0, 0.0])
         entry[0] += 1
-        entry[1] += _duration(scheduler, ts)
+        entry[1] += duration
     scale = total / seen if seen else 0.0
+    for request, (n, seconds) in found.items():
+        entry = into.setdefault(request, [0.0, 0.0])
+        entry[0] += n * scale
+        entry[1] += seconds * scale
+    return into
+
+
+def _listed(counts: Counts) -> list[dict[str, Any]]:
     return [
-        {"resources": dict(request), "tasks": round(n * scale), "seconds": s * scale}
-        for request, (n, s) in by_request.items()
+        {"resources": dict(request), "tasks": round(n), "seconds": seconds}
+        for request, (n, seconds) in counts.items()
     ]
 
 
@@ -64,9 +86,9 @@ def demand(scheduler: Any) -> dict[str, Any]:
 
     queued = getattr(scheduler, "queued", ())
     unrunnable = getattr(scheduler, "unrunnable", {})
-    waiting = _summarise(
-        scheduler, itertools.chain(queued, unrunnable), len(queued) + len(unrunnable)
-    )
+    waiting: Counts = {}
+    _count(scheduler, iter(queued), len(queued), QUEUED_SAMPLE, waiting)
+    _count(scheduler, iter(unrunnable), len(unrunnable), SCAN, waiting)
     workers = [
         {
             "name": str(ws.name),
@@ -74,7 +96,9 @@ def demand(scheduler: Any) -> dict[str, Any]:
             "resources": dict(ws.resources or {}),
             "memoryLimit": int(ws.memory_limit or 0),
             "memory": int(ws.nbytes or 0),
-            "processing": _summarise(scheduler, iter(ws.processing), len(ws.processing)),
+            "processing": _listed(
+                _count(scheduler, iter(ws.processing), len(ws.processing), SCAN, {})
+            ),
         }
         for ws in list(scheduler.workers.values())
     ]
@@ -82,7 +106,7 @@ def demand(scheduler: Any) -> dict[str, Any]:
     return {
         "version": VERSION,
         "targetDuration": float(parse_timedelta(target)),
-        "waiting": waiting,
+        "waiting": _listed(waiting),
         "workers": workers,
     }
 
