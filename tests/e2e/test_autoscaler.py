@@ -336,6 +336,14 @@ def test_each_group_is_sized_by_the_work_it_can_serve(
         )
 
     _until("both autoscalers size their groups by their own work; default at 1", settled)
+    table = kubectl("get", "daskautoscalers", "-n", ns, "-o", "wide").stdout.split("\n")
+    assert table[0].split()[:8] == [
+        "NAME", "CLUSTER", "GROUP", "MIN", "MAX", "DESIRED", "DEMAND", "AGE"
+    ], table[0]  # fmt: skip
+    assert {tuple(row.split()[:3] + row.split()[6:7]) for row in table[1:] if row} == {
+        ("simple", "simple", "simple-default", "WorkerGroup"),
+        ("simple-gpu", "simple", "simple-gpu", "WorkerGroup"),
+    }
 
     cluster = KubeCluster.from_name("simple", namespace=ns, quiet=True)
     client = Client(cluster)

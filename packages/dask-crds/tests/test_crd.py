@@ -137,7 +137,7 @@ def test_printer_columns() -> None:
         "DaskCluster": ["Phase", "Ready", "Desired", "Age"],
         "DaskWorkerGroup": ["Cluster", "Ready", "Desired", "Age"],
         "DaskJob": ["Status", "Cluster", "Runner", "Age"],
-        "DaskAutoscaler": ["Cluster", "Min", "Max", "Desired", "Age"],
+        "DaskAutoscaler": ["Cluster", "Group", "Min", "Max", "Desired", "Demand", "Age"],
     }
 
 

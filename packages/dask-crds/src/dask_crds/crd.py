@@ -68,9 +68,17 @@ PRINTER_COLUMNS: Final[dict[c.Kind, list[dict[str, Any]]]] = {
     ],
     "DaskAutoscaler": [
         {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
+        {"name": "Group", "type": "string", "jsonPath": ".status.workerGroup"},
         {"name": "Min", "type": "integer", "jsonPath": ".spec.minimum"},
         {"name": "Max", "type": "integer", "jsonPath": ".spec.maximum"},
         {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
+        {
+            "name": "Demand",
+            "type": "string",
+            "jsonPath": ".status.demand",
+            "description": "Whose work the recommendation counts: Cluster or WorkerGroup",
+            "priority": 1,
+        },
         _AGE,
     ],
 }

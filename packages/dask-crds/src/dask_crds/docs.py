@@ -226,11 +226,15 @@ def _models_in(tp: Any) -> list[type[BaseModel]]:
     return [t for arg in typing.get_args(tp) for t in _models_in(arg)]
 
 
+_WIDE = ", with `-o wide`"
+
+
 def _columns() -> list[str]:
     lines = ["| Kind | Columns |", "|---|---|"]
     for kind in c.KINDS:
         cols = ", ".join(
-            f"{col['name']} (`{col['jsonPath']}`)" for col in crd.PRINTER_COLUMNS[kind]
+            f"{col['name']} (`{col['jsonPath']}`{_WIDE if col.get('priority') else ''})"
+            for col in crd.PRINTER_COLUMNS[kind]
         )
         lines.append(f"| {kind} | {cols} |")
     return [*lines, ""]
