@@ -218,8 +218,8 @@ def test_printer_columns_scale_and_status(kubectl: Kubectl, namespace: str) -> N
     header, _ = _get_table(kubectl, namespace, "djb")
     assert header == ["NAME", "STATUS", "CLUSTER", "RUNNER", "AGE"]
     header, row = _get_table(kubectl, namespace, "dau")
-    assert header == ["NAME", "CLUSTER", "MIN", "MAX", "DESIRED", "AGE"]
-    assert row[:4] == ["simple", "simple", "1", "10"]
+    assert header == ["NAME", "CLUSTER", "GROUP", "MIN", "MAX", "DESIRED", "AGE"]
+    assert row[:5] == ["simple", "simple", "", "1", "10"]  # no status: no operator here
 
     # The category lists every kind.
     out = kubectl("get", "dask", "-n", namespace, "-o", "name").stdout.split()
