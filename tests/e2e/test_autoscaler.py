@@ -12,6 +12,7 @@ Every wait is a poll against a deadline, never a bare sleep as synchronisation.
 
 from __future__ import annotations
 
+import copy
 import json
 import operator
 import os
@@ -450,9 +451,10 @@ def _decode_stream(text: str) -> list[dict[str, Any]]:
 def test_idle_cluster_is_deleted_and_a_busy_one_is_kept(
     kubectl: Kubectl, namespace: str, controller: Path
 ) -> None:
-    """Two clusters with `idleTimeout: 10`: `idle` (never given work) is deleted after a
-    Warning Event, its status having shown `idleSince`; `simple`, running a long task all the
-    while, stays and is reported busy."""
+    """Three clusters with `idleTimeout: 10`: `idle` (never given work) is deleted after a
+    Warning Event, its status having shown `idleSince`; `dozy` (idle, `idleAction: Suspend`) is
+    suspended and kept; `simple`, running a long task all the while, stays and is reported
+    busy."""
     ns = namespace
     kubectl("apply", "-n", ns, "-f", str(MANIFESTS / "simple-cluster.yaml"))
     cluster = KubeCluster.from_name("simple", namespace=ns, quiet=True)
@@ -471,7 +473,11 @@ def test_idle_cluster_is_deleted_and_a_busy_one_is_kept(
         idle["spec"]["idleTimeout"] = 10
         idle["spec"]["worker"]["replicas"] = 0
         idle["spec"]["scheduler"]["service"]["selector"]["dask.org/cluster-name"] = "idle"
-        kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(idle))
+        dozy = copy.deepcopy(idle)
+        dozy["metadata"]["name"] = "dozy"
+        dozy["spec"]["idleAction"] = "Suspend"
+        dozy["spec"]["scheduler"]["service"]["selector"]["dask.org/cluster-name"] = "dozy"
+        kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all([idle, dozy]))
         # Every version of the idle cluster, as a watch streams them: the status with
         # `idleSince` may live for only a second before the deletion.
         watch = Watch(kubectl, "daskcluster", "idle", "-n", ns)
@@ -487,6 +493,15 @@ def test_idle_cluster_is_deleted_and_a_busy_one_is_kept(
         statuses = [(v.get("object") or {}).get("status") or {} for v in versions]
         assert any(st.get("idleSince") for st in statuses), statuses
         assert ("Warning", "IdleTimeout") in _events(kubectl, ns, "DaskCluster", "idle")
+
+        def dozy_suspended() -> bool:
+            obj = _json(kubectl, "get", "daskcluster", "dozy", "-n", ns)
+            pods = _json(kubectl, "get", "pods", "-n", ns, "-l", "dask.org/cluster-name=dozy")
+            return (obj.get("status") or {}).get("phase") == "Suspended" and not pods["items"]
+
+        _until("the dozy cluster is suspended, not deleted", dozy_suspended)
+        assert _json(kubectl, "get", "daskcluster", "dozy", "-n", ns)["spec"]["suspend"] is True
+        assert ("Warning", "IdleTimeout") in _events(kubectl, ns, "DaskCluster", "dozy")
 
         busy = _json(kubectl, "get", "daskcluster", "simple", "-n", ns)
         assert busy["spec"]["idleTimeout"] == 10

@@ -544,3 +544,82 @@ def test_worker_rollout_keeps_computing(
     finally:
         client.close()  # type: ignore[no-untyped-call]
         cluster.close()
+
+
+@pytest.mark.usefixtures("needs_node")
+@pytest.mark.filterwarnings("ignore:Mismatched versions found")
+def test_suspend_stops_every_pod_and_resume_computes_again(
+    kubectl: Kubectl,
+    namespace: str,
+    simple: str,
+    k8s_kubeconfig: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`spec.suspend: true` deletes the scheduler and the workers of every group but keeps the
+    cluster, its groups (with their sizes) and its Service; `false` brings a cluster back that
+    computes."""
+    from distributed import Client
+
+    from dask_kubecluster import KubeCluster
+
+    ns = namespace
+    kubectl("apply", "-n", ns, "-f", str(MANIFESTS / "simple-highmem.yaml"))
+    _until(
+        "the scheduler and the workers of both groups",
+        lambda: (
+            _running_pod_uid(kubectl, ns, "simple-scheduler") is not None
+            and len(_workers(kubectl, ns)) == 2
+            and len(_workers(kubectl, ns, "simple-highmem")) == 2
+        ),
+        timeout=300,
+    )
+    service_uid = _json(kubectl, "get", "service", "-n", ns, "simple-scheduler")["metadata"]["uid"]
+
+    def patch_suspend(value: bool) -> None:
+        body = json.dumps({"spec": {"suspend": value}})
+        kubectl("patch", "daskcluster", "simple", "-n", ns, "--type=merge", "-p", body)
+
+    def phases() -> set[str]:
+        return {
+            (_json(kubectl, "get", kind, name, "-n", ns).get("status") or {}).get("phase", "")
+            for kind, name in (
+                ("daskcluster", "simple"),
+                ("daskworkergroup", "simple-default"),
+                ("daskworkergroup", "simple-highmem"),
+            )
+        }
+
+    patch_suspend(True)
+    _until(
+        "no pod left, everything Suspended",
+        lambda: (
+            not _pods(kubectl, ns, "dask.org/cluster-name=simple") and phases() == {"Suspended"}
+        ),
+    )
+    kept = _json(kubectl, "get", "service", "-n", ns, "simple-scheduler")["metadata"]["uid"]
+    assert kept == service_uid
+    for group in ("simple-default", "simple-highmem"):
+        obj = _json(kubectl, "get", "daskworkergroup", group, "-n", ns)
+        assert obj["spec"]["worker"]["replicas"] == 2
+
+    patch_suspend(False)
+    monkeypatch.setenv("KUBECONFIG", str(k8s_kubeconfig))
+    _until(
+        "the scheduler is back",
+        lambda: _running_pod_uid(kubectl, ns, "simple-scheduler") is not None,
+        timeout=300,
+    )
+    cluster = KubeCluster.from_name(simple, namespace=ns, quiet=True)
+    try:
+        with Client(cluster) as client:  # type: ignore[no-untyped-call]
+            client.wait_for_workers(2, timeout=300)
+            futures = client.map(operator.add, range(50), [1] * 50, pure=False)
+            assert client.gather(futures) == list(range(1, 51))
+    finally:
+        cluster.close()
+    assert len(_workers(kubectl, ns, "simple-highmem")) == 2
+    conds = {
+        c["type"]: c["reason"]
+        for c in _json(kubectl, "get", "daskcluster", "simple", "-n", ns)["status"]["conditions"]
+    }
+    assert conds["Suspended"] == "Resumed"

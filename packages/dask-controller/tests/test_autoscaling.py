@@ -562,3 +562,13 @@ async def test_a_failed_demand_answer_falls_back_for_that_pass_only(kube: FakeKu
     await _pass(kube, clock, "highmem")
     assert _status(kube, "highmem")["demand"] == "WorkerGroup"
     assert FakeScheduler.demand_calls == 2
+
+
+async def test_a_suspended_cluster_is_left_alone_quietly(kube: FakeKube) -> None:
+    kube.objects[("DaskCluster", "ns1", "simple")]["spec"]["suspend"] = True
+    FakeScheduler.target = 8
+    out = await _pass(kube, Clock())
+    assert FakeScheduler.calls == 0
+    assert _replicas(kube) == 2
+    assert _conditions(_status(kube))["SchedulerReachable"] == ("Unknown", "ClusterSuspended")
+    assert out.events == []

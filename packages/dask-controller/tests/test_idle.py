@@ -54,6 +54,16 @@ def test_timeout_warns_first_then_deletes() -> None:
     assert idle.decide(10, None, True, T0 + 1, warned).action == "none"
 
 
+def test_idle_action_suspend_suspends_instead() -> None:
+    first = idle.decide(10, T0 - 11, True, T0, {}, idle_action="Suspend")
+    assert first.action == "warn"
+    assert "suspending the cluster" in first.condition.message
+    warned = {"conditions": [{"type": "Idle", "status": "True", "reason": idle.EXCEEDED}]}
+    assert idle.decide(10, T0 - 12, True, T0 + 1, warned, idle_action="Suspend").action == (
+        "suspend"
+    )
+
+
 def test_unreachable_scheduler_never_deletes_and_keeps_idle_since() -> None:
     warned = {
         "idleSince": "2027-01-15T07:00:00Z",
@@ -143,6 +153,26 @@ async def test_idle_cluster_is_warned_then_deleted(kube: FakeKube) -> None:
     out = await _pass(kube)
     assert ("DaskCluster", "ns1", "simple") not in kube.objects
     assert "IdleShutdown" in [e.reason for e in out.events]
+
+
+async def test_idle_action_suspend_keeps_the_cluster_without_pods(kube: FakeKube) -> None:
+    kube.objects[("DaskCluster", "ns1", "simple")]["spec"]["idleAction"] = "Suspend"
+    await _pass(kube)
+    kube.set_pod_state("simple-scheduler", "Running", ready=True)
+    Answers.value = (True, time.time() - 30, "")
+    out = await _pass(kube)
+    assert ("Warning", "IdleTimeout") in [(e.type, e.reason) for e in out.events]
+    out = await _pass(kube)
+    cluster = kube.objects[("DaskCluster", "ns1", "simple")]  # kept
+    assert cluster["spec"]["suspend"] is True
+    assert "suspended DaskCluster simple: idle timeout" in [e.message for e in out.events]
+    # the next pass stops the scheduler, and nobody asks it whether it is idle any more
+    calls = Answers.calls
+    await _pass(kube)
+    assert "simple-scheduler" not in kube.names("Pod")
+    assert _status(kube)["phase"] == "Suspended"
+    assert Answers.calls == calls
+    assert _status(kube)["idleSince"] is None
 
 
 async def test_busy_or_unreachable_cluster_is_kept(kube: FakeKube) -> None:

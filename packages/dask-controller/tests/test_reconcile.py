@@ -385,3 +385,62 @@ async def test_worker_without_pod_name_is_matched_by_ip_and_retired(
         await anon.close()
         await keeper.close()
     del b_
+
+
+def _workers(kube: FakeKube) -> list[str]:
+    return [n for n in kube.names("Pod") if "-worker-" in n]
+
+
+async def test_suspend_stops_every_pod_and_resume_brings_them_back(kube: FakeKube) -> None:
+    kube.add("DaskWorkerGroup", _manifest("simple-highmem.yaml"))
+    groups = ("simple-default", "simple-highmem")
+    await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    for g in groups:
+        await r.reconcile_worker_group(kube, SETTINGS, await _group(kube, g), _unreachable)
+    assert len(_workers(kube)) == 4
+
+    kube.objects[("DaskCluster", "ns1", "simple")]["spec"]["suspend"] = True
+    out = await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    assert "simple-scheduler" not in kube.names("Pod")
+    assert sorted(out.kick) == [("DaskWorkerGroup", g) for g in groups]  # stop them now
+    status = (await _cluster(kube))["status"]
+    conds = {cd["type"]: (cd["status"], cd["reason"]) for cd in status["conditions"]}
+    assert status["phase"] == "Suspended"
+    assert conds["Suspended"] == ("True", "Suspended")
+    assert conds["SchedulerReady"] == ("False", "Suspended")
+    for g in groups:
+        out = await r.reconcile_worker_group(kube, SETTINGS, await _group(kube, g), _unreachable)
+        assert [e.reason for e in out.events] == ["Suspended"]
+        assert (await _group(kube, g))["status"]["phase"] == "Suspended"
+    assert _workers(kube) == []
+    # the sizes are kept for the resume, and a suspended cluster stays quiet
+    assert (await _group(kube, "simple-highmem"))["spec"]["worker"]["replicas"] == 2
+    calls = len(kube.calls)
+    out = await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    for g in groups:
+        await r.reconcile_worker_group(kube, SETTINGS, await _group(kube, g), _unreachable)
+    assert [call for call in kube.calls[calls:] if call[0] in ("create", "delete")] == []
+    assert out.kick == []
+
+    del kube.objects[("DaskCluster", "ns1", "simple")]["spec"]["suspend"]
+    out = await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    assert "simple-scheduler" in kube.names("Pod")
+    assert "Resumed" in [e.reason for e in out.events]
+    assert len(out.kick) == 2
+    conds = {
+        cd["type"]: (cd["status"], cd["reason"])
+        for cd in (await _cluster(kube))["status"]["conditions"]
+    }
+    assert conds["Suspended"] == ("False", "Resumed")
+    for g in groups:
+        await r.reconcile_worker_group(kube, SETTINGS, await _group(kube, g), _unreachable)
+    assert len(_workers(kube)) == 4
+
+
+async def test_a_cluster_created_suspended_starts_no_pod(kube: FakeKube) -> None:
+    kube.objects[("DaskCluster", "ns1", "simple")]["spec"]["suspend"] = True
+    await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))
+    await r.reconcile_worker_group(kube, SETTINGS, await _group(kube), _unreachable)
+    assert kube.names("Pod") == []
+    assert kube.names("Service") == ["simple-scheduler"]  # kept: its address stays the same
+    assert (await _group(kube))["spec"]["worker"]["replicas"] == 2

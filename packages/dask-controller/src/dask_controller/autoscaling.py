@@ -366,6 +366,10 @@ async def reconcile_autoscaler(
     conds.append(d.Condition("WorkerGroupFound", "True", "WorkerGroupFound"))
     current = b.desired_replicas((group.get("spec") or {}).get("worker"))
 
+    if (cluster.get("spec") or {}).get("suspend"):
+        msg = f"DaskCluster {spec.cluster!r} is suspended; no change"
+        return await finish(d.Condition("SchedulerReachable", "Unknown", "ClusterSuspended", msg))
+
     # Ask the scheduler; when it cannot answer, change nothing.
     sched_pod = await kube.get_pod(ns, naming.scheduler_name(spec.cluster))
     sched_view = d.pod_view(sched_pod) if sched_pod is not None else None

@@ -201,6 +201,8 @@ async def _loop(kind: str, namespace: str, name: str, stopped: kopf.DaemonStoppe
                 outcome = await RECONCILERS[kind](_kube(), _state["settings"], obj)
                 if kind == "DaskCluster":
                     _kick("DaskWorkerGroup", namespace, naming.default_worker_group_name(name))
+                for other_kind, other in outcome.kick:
+                    _kick(other_kind, namespace, other)
                 _post(obj, outcome)
                 if outcome.requeue_after is not None:
                     delay = min(delay, outcome.requeue_after)

@@ -8,8 +8,10 @@ connected clients are *not* work: a cluster that only holds persisted data is id
 A pass of the DaskCluster loop asks the scheduler (HTTP ``/api/v1/check_idle``, RPC
 ``check_idle`` as fallback) and records ``status.idleSince``. Once the cluster has been idle for
 longer than the timeout, one pass marks the ``Idle`` condition ``IdleTimeoutExceeded`` and posts a
-Warning Event; the next pass, if the cluster is still idle, deletes the DaskCluster (its children
-go by garbage collection). A scheduler that cannot be asked never leads to a deletion.
+Warning Event; the next pass, if the cluster is still idle, takes ``spec.idleAction``: ``Delete``
+(the default) deletes the DaskCluster (its children go by garbage collection), ``Suspend`` sets
+``spec.suspend`` (its pods go, the resources stay). A scheduler that cannot be asked never leads
+to either.
 
 Only :func:`decide` is logic; :func:`check` gathers the observation.
 """
@@ -31,7 +33,7 @@ logger = logging.getLogger(__name__)
 CONDITION = "Idle"
 EXCEEDED = "IdleTimeoutExceeded"
 
-Action = Literal["none", "warn", "delete"]
+Action = Literal["none", "warn", "delete", "suspend"]
 
 
 @dataclass(frozen=True)
@@ -55,17 +57,21 @@ def decide(
     now: float,
     old_status: Mapping[str, Any],
     error: str = "",
+    idle_action: str = "Delete",
 ) -> IdleDecision:
     """What to do about an idle cluster.
 
     ``idle_since`` is the scheduler's answer (its clock, seconds since the epoch; ``None``:
     busy). ``reachable`` is False when the scheduler could not be asked: then nothing is
-    deleted and the previous ``idleSince`` is kept. The deletion happens only on a pass after
-    the one that warned (its condition says ``IdleTimeoutExceeded``), so the Event comes first.
+    deleted and the previous ``idleSince`` is kept. The action (``idle_action``: ``Delete`` or
+    ``Suspend``) happens only on a pass after the one that warned (its condition says
+    ``IdleTimeoutExceeded``), so the Event comes first.
     """
+    suspend = idle_action == "Suspend"
+    verb = ("suspended", "suspending") if suspend else ("deleted", "deleting")
     previous = old_status.get("idleSince")
     if not reachable:
-        cond = Condition(CONDITION, "Unknown", "SchedulerUnreachable", f"{error}; not deleting")
+        cond = Condition(CONDITION, "Unknown", "SchedulerUnreachable", f"{error}; not {verb[1]}")
         return IdleDecision(previous if isinstance(previous, str) else None, cond)
     if idle_since is None:
         return IdleDecision(None, Condition(CONDITION, "False", "Busy", "the scheduler has work"))
@@ -73,17 +79,21 @@ def decide(
     idle_for = now - since
     if idle_for <= timeout:
         # stable while idle: a message that changed every pass would rewrite the status
-        msg = f"idle since {_iso(since)}; deleted after {timeout}s idle"
+        msg = f"idle since {_iso(since)}; {verb[0]} after {timeout}s idle"
         return IdleDecision(
             _iso(since), Condition(CONDITION, "True", "Idle", msg), remaining=timeout - idle_for
         )
-    msg = f"idle since {_iso(since)}, longer than the {timeout}s idle timeout; deleting the cluster"
+    msg = (
+        f"idle since {_iso(since)}, longer than the {timeout}s idle timeout; {verb[1]} the cluster"
+    )
     cond = Condition(CONDITION, "True", EXCEEDED, msg)
     warned = any(
         c.get("type") == CONDITION and c.get("reason") == EXCEEDED
         for c in old_status.get("conditions") or []
     )
-    return IdleDecision(_iso(since), cond, "delete" if warned else "warn")
+    return IdleDecision(
+        _iso(since), cond, ("suspend" if suspend else "delete") if warned else "warn"
+    )
 
 
 async def ask_scheduler(

@@ -50,6 +50,8 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     #: seconds until the next pass is useful (sooner than the resync period), if any.
     requeue_after: float | None = None
+    #: (kind, name) of objects in the same namespace whose loops should run a pass now.
+    kick: list[tuple[str, str]] = field(default_factory=list)
 
 
 EventSink = Callable[[Obj, Event], None]
@@ -188,7 +190,15 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
     pod_name = want_pod["metadata"]["name"]
     pod = await kube.get_pod(ns, pod_name)
     view = d.pod_view(pod) if pod is not None else None
-    if pod is None:
+    suspended = bool((cluster.get("spec") or {}).get("suspend"))
+    if suspended:
+        # No pods while suspended (the worker groups stop theirs); everything else stays.
+        if pod is not None and view is not None and not view.terminating:
+            await kube.delete_pod(ns, pod_name, uid=(pod.get("metadata") or {}).get("uid"))
+            out.events.append(
+                Event("Normal", "Suspended", f"deleted Pod {pod_name}: the cluster is suspended")
+            )
+    elif pod is None:
         if await kube.create_pod(ns, want_pod):
             out.events.append(Event("Normal", "SchedulerPodCreated", f"created Pod {pod_name}"))
         out.requeue_after = 2.0
@@ -269,15 +279,35 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
         total_desired += replicas
     n, ready = d.replica_counts(views)
     sched_cond = d.scheduler_ready_condition(view if pod is not None else None)
+    workers_cond = d.workers_ready_condition(total_desired, all_views, "")
+    if suspended:
+        why = "the cluster is suspended (spec.suspend)"
+        sched_cond = d.Condition("SchedulerReady", "False", "Suspended", why)
+        workers_cond = d.Condition("WorkersReady", "False", "Suspended", why)
     conds = [
         d.Condition("NameValid", "True", "NameValid"),
         d.Condition("SpecValid", "True", "SpecValid"),
         sched_cond,
-        d.workers_ready_condition(total_desired, all_views, ""),
+        workers_cond,
     ]
+    was_suspended = any(
+        cd.get("type") == "Suspended" and cd.get("status") == "True" for cd in old_conditions or []
+    )
+    if suspended or was_suspended:
+        conds.append(
+            d.Condition("Suspended", "True", "Suspended", "spec.suspend is true")
+            if suspended
+            else d.Condition("Suspended", "False", "Resumed", "spec.suspend is false")
+        )
+    if suspended != was_suspended:
+        # Every group of the cluster stops (or restarts) its pods now, not at its next resync.
+        out.kick = [("DaskWorkerGroup", g["metadata"]["name"]) for g in groups]
+        if not suspended:
+            out.events.append(Event("Normal", "Resumed", "spec.suspend is false: resuming"))
     idle_timeout = int((cluster.get("spec") or {}).get("idleTimeout") or 0)
+    idle_action = str((cluster.get("spec") or {}).get("idleAction") or "Delete")
     idle_decision: idle.IdleDecision | None = None
-    if idle_timeout > 0:
+    if idle_timeout > 0 and not suspended:
         if view is not None and view.phase == "Running" and not view.terminating:
             reachable, idle_since, error = await idle.ask_scheduler(
                 cluster, (svc or want_svc)["spec"], settings.cluster_domain,
@@ -286,11 +316,12 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
         else:
             reachable, idle_since, error = False, None, "the scheduler pod is not running"
         idle_decision = idle.decide(
-            idle_timeout, idle_since, reachable, time.time(), cluster.get("status") or {}, error
-        )
+            idle_timeout, idle_since, reachable, time.time(), cluster.get("status") or {}, error,
+            idle_action,
+        )  # fmt: skip
         conds.append(idle_decision.condition)
     out.status = {
-        "phase": d.cluster_phase(view if pod is not None else None),
+        "phase": "Suspended" if suspended else d.cluster_phase(view if pod is not None else None),
         "observedGeneration": generation,
         "replicas": n,
         "readyReplicas": ready,
@@ -300,7 +331,7 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
     }
     if sched_cond.status == "False" and sched_cond.reason in d.FAILURE_REASONS:
         out.events.append(Event("Warning", sched_cond.reason, sched_cond.message))
-    if out.status["phase"] != "Running":
+    if out.status["phase"] not in ("Running", "Suspended"):
         out.requeue_after = out.requeue_after or 5.0
     if idle_decision is not None:  # poll the scheduler while the timeout is set
         out.requeue_after = min(out.requeue_after or 1e9, settings.scheduler_poll_interval)
@@ -308,15 +339,63 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
             out.events.append(Event("Warning", "IdleTimeout", idle_decision.condition.message))
             out.requeue_after = 1.0
     await write_status(kube, "DaskCluster", cluster, out.status)
-    deleting = idle_decision is not None and idle_decision.action == "delete"
-    if deleting and await kube.delete_custom("DaskCluster", ns, name, uid=meta.get("uid")):
+    action = idle_decision.action if idle_decision is not None else "none"
+    if action == "delete" and await kube.delete_custom(
+        "DaskCluster", ns, name, uid=meta.get("uid")
+    ):
         out.events.append(
             Event("Normal", "IdleShutdown", f"deleted DaskCluster {name}: idle timeout")
+        )
+    elif action == "suspend" and await kube.patch_custom(
+        "DaskCluster", ns, name, {"spec": {"suspend": True}}
+    ):
+        out.events.append(
+            Event("Normal", "IdleShutdown", f"suspended DaskCluster {name}: idle timeout")
         )
     return out
 
 
 # -- DaskWorkerGroup -------------------------------------------------------------------------
+
+
+async def _suspend_worker_group(
+    kube: KubeApi, group: Obj, selector: Mapping[str, str], out: Outcome
+) -> Outcome:
+    """The group's cluster is suspended: no worker pods (deleted at once, as its scheduler is
+    going too); ``spec.worker.replicas`` is kept, so resuming brings them back."""
+    meta = group["metadata"]
+    ns, generation = meta["namespace"], meta.get("generation")
+    pods = await kube.list_pods(ns, selector)
+    stopping = [p for p in pods if not d.pod_view(p).terminating]
+    for pod in stopping:
+        await kube.delete_pod(ns, pod["metadata"]["name"], uid=pod["metadata"].get("uid"))
+    if stopping:
+        names = ", ".join(p["metadata"]["name"] for p in stopping)
+        out.events.append(
+            Event("Normal", "Suspended", f"the cluster is suspended: deleted {names}")
+        )
+    views = [d.pod_view(p) for p in await kube.list_pods(ns, selector)]
+    n, ready = d.replica_counts(views)
+    why = "the cluster is suspended (spec.suspend)"
+    conds = [
+        d.Condition("SpecValid", "True", "SpecValid"),
+        d.Condition("ClusterFound", "True", "ClusterFound"),
+        d.Condition("WorkersReady", "False", "Suspended", why),
+    ]
+    out.status = {
+        "phase": "Suspended",
+        "observedGeneration": generation,
+        "replicas": n,
+        "readyReplicas": ready,
+        "selector": lbl.selector(selector),
+        "conditions": d.merge_conditions(
+            (group.get("status") or {}).get("conditions"), conds, _now(), generation
+        ),
+    }
+    if views:
+        out.requeue_after = 2.0  # until the pods are gone
+    await write_status(kube, "DaskWorkerGroup", group, out.status)
+    return out
 
 
 async def reconcile_worker_group(
@@ -375,6 +454,9 @@ async def reconcile_worker_group(
         await kube.patch_custom(
             "DaskWorkerGroup", ns, name, {"metadata": {"ownerReferences": [*owners, ref]}}
         )
+
+    if (cluster.get("spec") or {}).get("suspend"):
+        return await _suspend_worker_group(kube, group, selector, out)
 
     service = await kube.get_service(ns, naming.scheduler_name(cluster_name))
     service_spec = (service or {}).get("spec") or b.service_spec(cluster)

@@ -57,6 +57,8 @@ AUTOSCALER_DECISIONS: Final[tuple[AutoscalerDecision, ...]] = typing.get_args(Au
 #: adaptive target) or only the target group's (per-group demand, when groups offer different
 #: resources).
 AutoscalerDemand = Literal["Cluster", "WorkerGroup"]
+#: What a DaskCluster's idle timeout does.
+IdleAction = Literal["Delete", "Suspend"]
 AUTOSCALER_DEMANDS: Final[tuple[AutoscalerDemand, ...]] = typing.get_args(AutoscalerDemand)
 
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
@@ -185,8 +187,14 @@ class DaskClusterSpec(DaskModel):
     idle_timeout: NonNegativeInt | None = Field(
         None,
         alias="idleTimeout",
-        description="Delete the cluster after the scheduler has been idle this many seconds; "
-        "0 or unset never does.",
+        description="Act (see `idleAction`) after the scheduler has been idle this many "
+        "seconds; 0 or unset never does.",
+    )
+    idle_action: IdleAction | None = Field(
+        None,
+        alias="idleAction",
+        description="What `idleTimeout` does: `Delete` (default) deletes the cluster; "
+        "`Suspend` sets `suspend: true`, so its pods go and the resources stay for later.",
     )
     suspend: StrictBool | None = Field(
         None,
