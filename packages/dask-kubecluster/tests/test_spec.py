@@ -87,6 +87,7 @@ def test_cluster_spec_options_reach_scheduler_and_workers() -> None:
         jupyter=True,
     )
     assert spec["spec"]["idleTimeout"] == 300
+    assert "idleAction" not in spec["spec"]  # the operator's default (Delete)
     for section in ("worker", "scheduler"):
         container = spec["spec"][section]["spec"]["containers"][0]
         assert container["image"] == "example.com/dask:1"
@@ -379,3 +380,10 @@ def test_pod_settings_are_checked() -> None:
         make_worker_spec(tolerations={"key": "x"})  # type: ignore[arg-type]
     worker = make_worker_spec(image_pull_secrets="regcred")
     assert worker["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_idle_action_is_passed_and_checked() -> None:
+    spec = make_cluster_spec("foo", idle_timeout=60, idle_action="Suspend")
+    assert (spec["spec"]["idleTimeout"], spec["spec"]["idleAction"]) == (60, "Suspend")
+    with pytest.raises(ValueError, match="idle_action must be 'Delete' or 'Suspend', got 'Pause'"):
+        make_cluster_spec("foo", idle_timeout=60, idle_action="Pause")

@@ -101,6 +101,7 @@ class KubeCluster(Cluster):
         Default: the pod's namespace when running in Kubernetes, else the kubeconfig context's
         namespace, else ``"default"``.
     image, n_workers, resources, env, worker_command, scheduler_service_type, idle_timeout, jupyter
+    idle_action
         Passed to :func:`~dask_kubecluster.make_cluster_spec`. ``resources`` applies to the
         scheduler and the workers; it is checked before anything is created.
     port_forward_cluster_ip
@@ -141,6 +142,7 @@ class KubeCluster(Cluster):
         create_mode: CreateMode | str | None = None,
         shutdown_on_close: bool | None = None,
         idle_timeout: int | None = None,
+        idle_action: str | None = None,
         resource_timeout: float | None = None,
         scheduler_service_type: str | None = None,
         custom_cluster_spec: str | Path | Mapping[str, Any] | None = None,
@@ -175,6 +177,7 @@ class KubeCluster(Cluster):
                     "scheduler-service-type", scheduler_service_type
                 ),
                 idle_timeout=kconfig.get("idle-timeout", idle_timeout),
+                idle_action=kconfig.get("idle-action", idle_action),
                 jupyter=bool(kconfig.get("scheduler-jupyter", jupyter)),
                 scheduler_resources=scheduler_resources,
                 node_selector=node_selector,

@@ -334,6 +334,7 @@ def make_cluster_spec(
     image_pull_secrets: Sequence[str | Mapping[str, str]] | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
+    idle_action: str | None = None,
 ) -> dict[str, Any]:
     """A DaskCluster object: scheduler Pod and Service, a default worker group of ``n_workers``.
 
@@ -343,8 +344,9 @@ def make_cluster_spec(
 
     Beyond the reference's arguments (keyword-only): ``scheduler_resources`` (the scheduler's
     own, instead of ``resources``), ``node_selector``, ``tolerations`` and
-    ``image_pull_secrets`` (for scheduler and workers), and ``labels`` / ``annotations`` on the
-    DaskCluster, which the operator propagates to everything it creates.
+    ``image_pull_secrets`` (for scheduler and workers), ``labels`` / ``annotations`` on the
+    DaskCluster, which the operator propagates to everything it creates, and ``idle_action``
+    (``"Delete"``, the default, or ``"Suspend"``: what ``idle_timeout`` does).
     """
     check_cluster_name(name)
     idle = 0 if idle_timeout is None else idle_timeout
@@ -360,12 +362,16 @@ def make_cluster_spec(
         metadata["labels"] = {str(k): str(v) for k, v in labels.items()}
     if annotations:
         metadata["annotations"] = {str(k): str(v) for k, v in annotations.items()}
+    if idle_action is not None and idle_action not in ("Delete", "Suspend"):
+        raise ValueError(f"idle_action must be 'Delete' or 'Suspend', got {idle_action!r}")
+    actions = {"idleAction": idle_action} if idle_action is not None else {}
     obj = {
         "apiVersion": c.API_VERSION,
         "kind": "DaskCluster",
         "metadata": metadata,
         "spec": {
             "idleTimeout": idle,
+            **actions,
             "worker": make_worker_spec(
                 image=image,
                 n_workers=3 if n_workers is None else n_workers,
