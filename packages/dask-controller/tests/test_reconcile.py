@@ -432,6 +432,10 @@ async def test_suspend_stops_every_pod_and_resume_brings_them_back(kube: FakeKub
         for cd in (await _cluster(kube))["status"]["conditions"]
     }
     assert conds["Suspended"] == ("False", "Resumed")
+    out = await r.reconcile_cluster(kube, SETTINGS, await _cluster(kube))  # and stays
+    assert out.kick == []
+    status = (await _cluster(kube))["status"]
+    assert [cd["reason"] for cd in status["conditions"] if cd["type"] == "Suspended"] == ["Resumed"]
     for g in groups:
         await r.reconcile_worker_group(kube, SETTINGS, await _group(kube, g), _unreachable)
     assert len(_workers(kube)) == 4

@@ -290,10 +290,9 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
         sched_cond,
         workers_cond,
     ]
-    was_suspended = any(
-        cd.get("type") == "Suspended" and cd.get("status") == "True" for cd in old_conditions or []
-    )
-    if suspended or was_suspended:
+    old_suspended = [cd for cd in old_conditions or [] if cd.get("type") == "Suspended"]
+    was_suspended = any(cd.get("status") == "True" for cd in old_suspended)
+    if suspended or old_suspended:  # once suspended, the condition stays
         conds.append(
             d.Condition("Suspended", "True", "Suspended", "spec.suspend is true")
             if suspended
