@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from dask_kubecluster.errors import (
+    ClusterSuspendedError,
     CrashLoopError,
     CRDNotInstalledError,
     Failed,
@@ -194,6 +195,19 @@ def test_ready_needs_a_ready_pod_and_the_service() -> None:
     ready = pod(phase="Running", conditions=READY)
     assert isinstance(_assess(PENDING, ready, SERVICE), Ready)
     assert isinstance(_assess(PENDING, ready, None), Waiting)
+
+
+def test_a_suspended_cluster_fails_at_once_saying_how_to_resume() -> None:
+    suspended = {**PENDING, "spec": {"suspend": True}}
+    decision = _assess(suspended, None)
+    assert isinstance(decision, Failed)
+    assert isinstance(decision.error, ClusterSuspendedError)
+    message = str(decision.error)
+    assert "DaskCluster 'foo' in namespace 'ns' is suspended" in message
+    assert (
+        """kubectl patch daskcluster foo -n ns --type=merge -p '{"spec": {"suspend": false}}'"""
+        in message
+    )
 
 
 def test_waiting_for_the_operator() -> None:

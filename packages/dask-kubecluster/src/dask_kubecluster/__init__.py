@@ -9,6 +9,7 @@ from dask_kubecluster.cluster import KubeCluster
 from dask_kubecluster.errors import (
     ClusterExistsError,
     ClusterNotFoundError,
+    ClusterSuspendedError,
     ContainerConfigError,
     CrashLoopError,
     CRDNotInstalledError,
@@ -38,6 +39,7 @@ __all__ = [
     "CRDNotInstalledError",
     "ClusterExistsError",
     "ClusterNotFoundError",
+    "ClusterSuspendedError",
     "ContainerConfigError",
     "CrashLoopError",
     "CreateMode",

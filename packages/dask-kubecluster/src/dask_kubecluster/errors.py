@@ -8,6 +8,7 @@ shell polls the API and calls them; the unit tests feed them dicts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -40,6 +41,10 @@ class ClusterExistsError(KubeClusterError):
 
 class ClusterNotFoundError(KubeClusterError):
     """CONNECT_ONLY (or from_name) was asked for and no DaskCluster of that name exists."""
+
+
+class ClusterSuspendedError(KubeClusterError):
+    """The DaskCluster is suspended (``spec.suspend: true``): it has no scheduler to connect to."""
 
 
 class PermissionDeniedError(KubeClusterError):
@@ -280,6 +285,16 @@ def assess_startup(
 
     phase = str((cluster.get("status") or {}).get("phase") or "")
     problem = classify_pod(scheduler_pod) if scheduler_pod is not None else None
+    if (cluster.get("spec") or {}).get("suspend"):
+        resume = json.dumps({"spec": {"suspend": False}})
+        return Failed(
+            ClusterSuspendedError(
+                f"DaskCluster {name!r} in namespace {namespace!r} is suspended (spec.suspend is "
+                "true, set by you, a queueing system or its idle timeout), so it runs no "
+                f"scheduler. Resume it with `kubectl patch daskcluster {name} -n {namespace} "
+                f"--type=merge -p '{resume}'`, then connect again."
+            )
+        )
 
     if scheduler_pod is not None and pod_is_ready(scheduler_pod) and service is not None:
         return Ready()
