@@ -560,7 +560,7 @@ def test_suspend_stops_every_pod_and_resume_computes_again(
     computes."""
     from distributed import Client
 
-    from dask_kubecluster import KubeCluster
+    from dask_kubecluster import ClusterSuspendedError, KubeCluster
 
     ns = namespace
     kubectl("apply", "-n", ns, "-f", str(MANIFESTS / "simple-highmem.yaml"))
@@ -601,9 +601,12 @@ def test_suspend_stops_every_pod_and_resume_computes_again(
     for group in ("simple-default", "simple-highmem"):
         obj = _json(kubectl, "get", "daskworkergroup", group, "-n", ns)
         assert obj["spec"]["worker"]["replicas"] == 2
+    # Python users are told at once, with the way out.
+    monkeypatch.setenv("KUBECONFIG", str(k8s_kubeconfig))
+    with pytest.raises(ClusterSuspendedError, match="kubectl patch daskcluster simple"):
+        KubeCluster.from_name(simple, namespace=ns, quiet=True)
 
     patch_suspend(False)
-    monkeypatch.setenv("KUBECONFIG", str(k8s_kubeconfig))
     _until(
         "the scheduler is back",
         lambda: _running_pod_uid(kubectl, ns, "simple-scheduler") is not None,
