@@ -143,6 +143,17 @@ def test_terminated_with_restart_never_is_a_failure() -> None:
     assert problem.fatal
 
 
+def test_a_pod_being_deleted_has_no_startup_problem() -> None:
+    """A worker retired by a scale-down ends Failed while it is deleted: not a start failure."""
+    going = {
+        "metadata": {"name": "p", "deletionTimestamp": "2026-12-03T15:46:50Z"},
+        "status": {"phase": "Failed"},
+    }
+    assert classify_pod(going) is None
+    failed_now = {"metadata": {"name": "p"}, "status": {"phase": "Failed"}}
+    assert classify_pod(failed_now) is not None
+
+
 def test_failed_phase() -> None:
     problem = classify_pod(
         {"metadata": {"name": "p"}, "status": {"phase": "Failed", "reason": "Evicted"}}

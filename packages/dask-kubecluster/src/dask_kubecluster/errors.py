@@ -125,7 +125,13 @@ def _container_images(pod: Mapping[str, Any]) -> dict[str, str]:
 
 
 def classify_pod(pod: Mapping[str, Any]) -> PodProblem | None:
-    """The problem that keeps ``pod`` from running, or None when there is none (yet)."""
+    """The problem that keeps ``pod`` from running, or None when there is none (yet).
+
+    A pod being deleted has none: it is going away on purpose (a scale-down's retired worker, a
+    replaced or suspended pod), and how its containers end says nothing about starting.
+    """
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return None
     name = _name(pod)
     status = pod.get("status") or {}
     images = _container_images(pod)
