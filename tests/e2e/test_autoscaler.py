@@ -50,7 +50,6 @@ IMAGE = os.environ.get("DASK_E2E_IMAGE", "ghcr.io/dask/dask:latest")
 pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.filterwarnings(
-        "ignore::ResourceWarning",
         "ignore:.*Port.*is already in use.*:UserWarning",
         # the host's client runs the test's Python, the Dask image Debian's 3.11
         "ignore:Mismatched versions found",

@@ -242,7 +242,7 @@ def _cluster_ready(kubectl: Kubectl, namespace: str) -> bool:
     return len(scheduler) == 1 and len(workers) == want
 
 
-@pytest.mark.filterwarnings("ignore:Mismatched versions found", "ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore:Mismatched versions found")
 def test_operator_pod_runs_a_reference_cluster(
     kubectl: Kubectl,
     helm: Helm,

@@ -56,8 +56,6 @@ WAIT = 120.0
 IMAGE = os.environ.get("DASK_E2E_IMAGE", "ghcr.io/dask/dask:latest")
 
 pytestmark = pytest.mark.filterwarnings(
-    # kubernetes_asyncio/aiohttp and distributed comms torn down with the loop
-    "ignore::ResourceWarning",
     "ignore:.*Port.*is already in use.*:UserWarning",
     # The host's client runs the test's Python (3.12), the Dask image Debian's 3.11: a mismatch
     # distributed reports and tolerates.

@@ -250,7 +250,7 @@ async def test_scheduler_without_preload_has_no_demand(cluster: Running, use_htt
         with pytest.raises(DemandUnavailable, match="404" if use_http else "no 'dask_operator"):
             await s.demand()
         # a 404 on the demand route says nothing about the rest of the HTTP API
-        assert s.http_api is None if use_http else s.http_api is False
+        assert s.http_api is (None if use_http else False)
         assert await s.adaptive_target() >= 0
 
 

@@ -225,13 +225,18 @@ async def _shapes(kube: KubeApi, ns: str, cluster: str) -> list[dm.GroupShape]:
     ]
 
 
-async def _pod_groups(kube: KubeApi, ns: str, cluster: str) -> dict[str, str]:
-    """Worker pod name -> its group, for the whole cluster."""
-    pods = await kube.list_pods(ns, {c.LABEL_CLUSTER: cluster, c.LABEL_COMPONENT: "worker"})
-    return {
-        p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_WORKER_GROUP, "")
-        for p in pods
-    }
+def _fallback_note(why: str, permanent: bool) -> str:
+    """Why groups that offer different resources get the whole-cluster target this time."""
+    if permanent:
+        return (
+            " for the whole cluster (its worker groups offer different resources, but the "
+            f"scheduler pod does not serve per-group demand: {why}; recreate it with this "
+            "operator release to size each group by its own work)"
+        )
+    return (
+        " for the whole cluster (its worker groups offer different resources, but per-group "
+        f"demand failed this time: {why})"
+    )
 
 
 async def _recommend(
@@ -241,31 +246,27 @@ async def _recommend(
     cluster: str,
     group: str,
     scheduler_uid: str,
+    pod_groups: Mapping[str, str],
 ) -> Recommendation:
     """Per-group demand when the groups differ and the scheduler serves it; else the
-    scheduler's whole-cluster adaptive target."""
+    scheduler's whole-cluster adaptive target. ``pod_groups``: worker pod name -> group."""
     shapes = await _shapes(kube, ns, cluster)
     note = ""
     if dm.differ(shapes):
-        why = _without_preload.get(scheduler_uid)
-        permanent = why is not None
-        if why is None:
+        known_missing = _without_preload.get(scheduler_uid)
+        if known_missing is not None:
+            note = _fallback_note(known_missing, permanent=True)
+        else:
             try:
                 snapshot = await sched.demand()
             except DemandUnavailable as exc:
-                why, permanent = str(exc), exc.permanent
-                if permanent:
-                    _remember_without_preload(scheduler_uid, why)
+                if exc.permanent:
+                    _remember_without_preload(scheduler_uid, str(exc))
+                note = _fallback_note(str(exc), exc.permanent)
             else:
-                group_of = dm.group_of_pods(await _pod_groups(kube, ns, cluster))
+                group_of = dm.group_of_pods(pod_groups)
                 need = dm.group_demand(snapshot, shapes, group, group_of)
                 return Recommendation(need.workers, "WorkerGroup", need.describe())
-        note = " for the whole cluster (its worker groups offer different resources, but " + (
-            f"the scheduler pod does not serve per-group demand: {why}; recreate it with this "
-            "operator release to size each group by its own work)"
-            if permanent
-            else f"per-group demand failed this time: {why})"
-        )
     workers = await sched.adaptive_target()
     return Recommendation(workers, "Cluster", f"the scheduler wants {workers} worker(s){note}")
 
@@ -366,7 +367,7 @@ async def reconcile_autoscaler(
     conds.append(d.Condition("WorkerGroupFound", "True", "WorkerGroupFound"))
     current = b.desired_replicas((group.get("spec") or {}).get("worker"))
 
-    if (cluster.get("spec") or {}).get("suspend"):
+    if b.suspended(cluster):
         msg = f"DaskCluster {spec.cluster!r} is suspended; no change"
         return await finish(d.Condition("SchedulerReachable", "Unknown", "ClusterSuspended", msg))
 
@@ -387,9 +388,15 @@ async def reconcile_autoscaler(
         spec.cluster, ns, service_spec, settings.cluster_domain
     )
     sched_uid = str((sched_pod or {}).get("metadata", {}).get("uid"))
+    # The cluster's worker pods, once: who belongs to which group, and which are starting.
+    pods = await kube.list_pods(ns, {c.LABEL_CLUSTER: spec.cluster, c.LABEL_COMPONENT: "worker"})
+    pod_groups = {
+        p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_WORKER_GROUP, "")
+        for p in pods
+    }
     try:
         async with scheduler_factory(ctl_addr, http_url, settings.scheduler_timeout) as sched:
-            rec = await _recommend(kube, sched, ns, spec.cluster, group_name, sched_uid)
+            rec = await _recommend(kube, sched, ns, spec.cluster, group_name, sched_uid, pod_groups)
     except SchedulerUnavailable as exc:
         return await finish(
             d.Condition("SchedulerReachable", "False", "SchedulerUnreachable", f"{exc}; no change")
@@ -407,8 +414,9 @@ async def reconcile_autoscaler(
         history = [(now, current)]
     recommended = rec.workers
     history = record(history, now, spec.clamp(recommended), keep)
-    pods = await kube.list_pods(ns, b.worker_selector(spec.cluster, group_name))
-    starting = starting_workers([d.pod_view(p) for p in pods])
+    starting = starting_workers(
+        [d.pod_view(p) for p in pods if pod_groups[p["metadata"]["name"]] == group_name]
+    )
     decision = decide(
         current,
         recommended,

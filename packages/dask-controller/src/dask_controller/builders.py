@@ -264,6 +264,11 @@ def build_scheduler_service(cluster: Body) -> Obj:
 # -- worker groups and workers ---------------------------------------------------------------
 
 
+def suspended(cluster: Body) -> bool:
+    """Whether a DaskCluster is suspended (``spec.suspend``): it keeps no pods."""
+    return bool(_get(cluster, "spec", "suspend"))
+
+
 def desired_replicas(worker: Mapping[str, Any] | None, default: int = DEFAULT_REPLICAS) -> int:
     value = _get(worker, "replicas")
     return max(0, int(value)) if value is not None else default

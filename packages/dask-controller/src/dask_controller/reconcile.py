@@ -190,7 +190,7 @@ async def reconcile_cluster(kube: KubeApi, settings: Settings, cluster: Obj) -> 
     pod_name = want_pod["metadata"]["name"]
     pod = await kube.get_pod(ns, pod_name)
     view = d.pod_view(pod) if pod is not None else None
-    suspended = bool((cluster.get("spec") or {}).get("suspend"))
+    suspended = b.suspended(cluster)
     if suspended:
         # No pods while suspended (the worker groups stop theirs); everything else stays.
         if pod is not None and view is not None and not view.terminating:
@@ -373,8 +373,6 @@ async def _suspend_worker_group(
         out.events.append(
             Event("Normal", "Suspended", f"the cluster is suspended: deleted {names}")
         )
-    views = [d.pod_view(p) for p in await kube.list_pods(ns, selector)]
-    n, ready = d.replica_counts(views)
     why = "the cluster is suspended (spec.suspend)"
     conds = [
         d.Condition("SpecValid", "True", "SpecValid"),
@@ -384,14 +382,14 @@ async def _suspend_worker_group(
     out.status = {
         "phase": "Suspended",
         "observedGeneration": generation,
-        "replicas": n,
-        "readyReplicas": ready,
+        "replicas": 0,  # every pod is deleted or terminating, and those do not count
+        "readyReplicas": 0,
         "selector": lbl.selector(selector),
         "conditions": d.merge_conditions(
             (group.get("status") or {}).get("conditions"), conds, _now(), generation
         ),
     }
-    if views:
+    if pods:
         out.requeue_after = 2.0  # until the pods are gone
     await write_status(kube, "DaskWorkerGroup", group, out.status)
     return out
@@ -454,7 +452,7 @@ async def reconcile_worker_group(
             "DaskWorkerGroup", ns, name, {"metadata": {"ownerReferences": [*owners, ref]}}
         )
 
-    if (cluster.get("spec") or {}).get("suspend"):
+    if b.suspended(cluster):
         return await _suspend_worker_group(kube, group, selector, out)
 
     service = await kube.get_service(ns, naming.scheduler_name(cluster_name))

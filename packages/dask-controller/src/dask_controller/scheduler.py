@@ -284,32 +284,22 @@ class SchedulerClient:
     async def demand(self) -> Snapshot:
         """The work waiting and running, by requested resources (the operator's preload).
 
-        HTTP first; RPC only when HTTP cannot be reached (a scheduler without the preload logs a
-        warning for an unknown RPC call, but answers an unknown HTTP route quietly with 404).
+        HTTP first; a 404 there means no preload (asking over RPC then would only put a warning
+        into the scheduler's log), so RPC is tried only when HTTP cannot be reached.
         :class:`DemandUnavailable` when the scheduler does not serve the call.
         """
-        errors: list[str] = []
-        if self.http_url is not None:
+
+        async def http() -> Any:
             try:
-                body = await asyncio.wait_for(
-                    self._http_call("GET", scheduler_preload.ROUTE), self.timeout
-                )
-            except _NoHttpApi as exc:
+                return await self._http_call("GET", scheduler_preload.ROUTE)
+            except _NoHttpApi as exc:  # not a verdict on the rest of the HTTP API
                 raise DemandUnavailable(f"demand: {exc}") from None
-            except SchedulerUnavailable as exc:
-                errors.append(str(exc))
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-                errors.append(f"HTTP {self.http_url}: {type(exc).__name__}: {exc}")
-            else:
-                return self._snapshot(body)
-        try:
-            body = await self._rpc_call(scheduler_preload.OP)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # distributed raises many kinds; none may leak
-            errors.append(f"RPC {self.comm_address}: {type(exc).__name__}: {exc}")
-            raise SchedulerUnavailable("demand: " + "; ".join(errors)) from None
-        if body is None:  # distributed's answer to an unknown call
+
+        async def rpc() -> Any:
+            return await self._rpc_call(scheduler_preload.OP)
+
+        body, _ = await self._call("demand", http, rpc)
+        if body is None:  # distributed's answer to an unknown RPC call
             raise DemandUnavailable(f"demand: no {scheduler_preload.OP!r} handler")
         return self._snapshot(body)
 
